@@ -1,0 +1,370 @@
+"""Typed configuration: dataclasses are the single source of truth.
+
+A config is built from a YAML preset (by name from ``vlp/configs`` or by path), which may name a
+``base:`` preset it extends, and then from dotted ``key=value`` overrides given on the command line.
+An unknown key, or a value of the wrong type, is an error that names the key and lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the dataclasses below."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and how they become batches."""
+
+    # karpathy | webdataset. Pre-training reads image-caption pairs from either.
+    format: str = "karpathy"
+    # karpathy: the dataset_*.json file; webdataset: a shard path, brace pattern or URL ("pipe:..." too).
+    train: str = "runs/shapes/dataset_shapes.json"
+    # Where image paths in the annotation files are resolved (karpathy: filepath/filename under it).
+    images_root: str = "runs/shapes/images"
+    # Optional second annotation set carrying questions (VQAv2 layout) for the SemVLP QA objective:
+    # "<questions json>,<annotations json>"; empty for none.
+    vqa: str = ""
+    # Optional LXMERT-style region-feature tsv: when set, the visual input is regions, not pixels.
+    region_features: str = ""
+    # A Hugging Face tokenizer directory (vlp data tokenizer writes one).
+    tokenizer: str = "runs/shapes/tokenizer"
+    image_size: int = 64
+    max_text_len: int = 32
+    batch_size: int = 32
+    num_workers: int = 0
+    mlm_probability: float = 0.15
+    whole_word_mask: bool = False
+    # Horizontal flip during training; when on, "left"/"right" are swapped in the paired text.
+    hflip: bool = False
+    # Unreadable images / empty captions are skipped and counted; past this fraction the run fails.
+    max_bad_fraction: float = 0.05
+    # Karpathy split names used for training and validation.
+    train_split: str = "train"
+    val_split: str = "val"
+    # Caps (0 = no cap) for quick runs.
+    max_train_images: int = 0
+    max_val_images: int = 256
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class TextEncoderConfig:
+    """A BERT/RoBERTa text encoder: from a local Hugging Face directory, or from scratch."""
+
+    pretrained: str = ""  # local directory; empty = build from the fields below
+    kind: str = "bert"  # bert | roberta (ignored when pretrained is set: the directory says)
+    vocab_size: int = 0  # 0 = take it from the tokenizer
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 64
+    dropout: float = 0.0
+
+
+@dataclass
+class VisionEncoderConfig:
+    """A ViT image encoder: HF ViT / CLIP vision / DINOv2 from a local directory, or from scratch."""
+
+    pretrained: str = ""
+    kind: str = "vit"  # vit | clip | dinov2
+    image_size: int = 64
+    patch_size: int = 8
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 512
+    dropout: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "vilta"  # vilta | semvlp
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    vision: VisionEncoderConfig = field(default_factory=VisionEncoderConfig)
+    # Fusion (ViLTA) / shared stack (SemVLP) width.
+    hidden_size: int = 128
+    num_heads: int = 4
+    intermediate_size: int = 512
+    dropout: float = 0.0
+    # ViLTA: co-attention layers per stream.
+    num_fusion_layers: int = 2
+    # SemVLP: layers of the shared stack, and which of them get cross-attention in two-stream mode
+    # (empty = the top half).
+    num_layers: int = 4
+    cross_attention_layers: list[int] = field(default_factory=list)
+    # SemVLP visual input: patches (from pixels) | regions (precomputed features + boxes).
+    visual_input: str = "patches"
+    region_feature_dim: int = 2048
+    num_region_labels: int = 0  # >0 enables MVM label classification
+    # Contrastive embedding size (ITC).
+    itc_dim: int = 64
+    # Answer vocabulary size for QA heads (0 = no QA head).
+    num_answers: int = 0
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+@dataclass
+class SoftLabelConfig:
+    """ViLTA cross-distillation: soft MLM labels from a frozen text-only teacher."""
+
+    enabled: bool = False
+    alpha: float = 0.5
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = the full distribution
+    warmup_steps: int = 0  # alpha grows linearly from 0 over these steps
+    teacher: str = ""  # a vlp checkpoint / HF directory; empty = the model's text path at initialisation
+
+
+@dataclass
+class SynthesizedNegativeConfig:
+    """ViLTA: ITM negatives written by the current language encoder."""
+
+    per_positive: int = 0  # 0 = off
+    mask_ratio: float = 0.3
+    top_k: int = 20  # 0 = sample from the full distribution
+    temperature: float = 1.0
+    replaceable: str = "content"  # content (no specials, punctuation, stop words) | any (no specials)
+    synonym_guard_k: int = 0  # >0: never sample a token the frozen teacher ranks in its top-k
+
+
+@dataclass
+class ITMConfig:
+    random_negatives: int = 1  # per positive, image or text swapped at random
+    hard_negatives: int = 1  # per positive, sampled from softmax(ITC similarity), same image excluded
+    synthesized: SynthesizedNegativeConfig = field(default_factory=SynthesizedNegativeConfig)
+
+
+@dataclass
+class ITCConfig:
+    temperature: float = 0.07
+    learnable_temperature: bool = True
+
+
+@dataclass
+class ModeScheduleConfig:
+    """SemVLP: which mode (single / two stream) each step uses."""
+
+    kind: str = "iterative"  # iterative | single | two
+    every: int = 1  # iterative: switch mode every k steps
+    single_ratio: float = 0.0  # iterative: if > 0, fraction of single-stream steps (overrides every)
+
+
+@dataclass
+class ObjectivesConfig:
+    # Loss weights: the trainer knows losses by these names and weights only. 0 = off.
+    weights: dict[str, float] = field(default_factory=lambda: {"mlm": 1.0, "itm": 1.0, "itc": 0.0})
+    soft_labels: SoftLabelConfig = field(default_factory=SoftLabelConfig)
+    itm: ITMConfig = field(default_factory=ITMConfig)
+    itc: ITCConfig = field(default_factory=ITCConfig)
+    mode_schedule: ModeScheduleConfig = field(default_factory=ModeScheduleConfig)
+    text_only: bool = False  # text-only MLM stage: train the language encoder and its MLM head alone
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    max_steps: int = 200
+    lr: float = 1e-3
+    # Multipliers on lr per parameter group.
+    lr_mult_encoders: float = 1.0
+    lr_mult_fusion: float = 1.0
+    lr_mult_heads: float = 1.0
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 20
+    grad_accum: int = 1
+    clip_norm: float = 1.0  # 0 = off
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU and GPU)
+    fsdp: bool = False
+    log_every: int = 10
+    val_every: int = 100  # 0 = off
+    val_batches: int = 4
+    ckpt_every: int = 100  # 0 = only at the end
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {_type_name(tp)} fields, got {value!r}")
+        return _build(tp, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    if tp in (int, float, str) and not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(
+                f"unknown config key '{prefix}{key}'; valid keys here: {', '.join(prefix + n for n in names)}"
+            )
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "weights":
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _resolve_preset(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    preset = PRESET_DIR / f"{name_or_path}.yaml"
+    if not preset.is_file():
+        raise ConfigError(f"unknown preset '{name_or_path}'; presets: {', '.join(preset_names())}")
+    return preset
+
+
+def _load_yaml_tree(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
+    path = _resolve_preset(name_or_path)
+    if str(path) in seen:
+        raise ConfigError(f"{path}: 'base' presets form a cycle: {' -> '.join(seen)}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            tree = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = tree.pop("base", None)
+    if base is not None:
+        tree = _deep_merge(_load_yaml_tree(base, seen + (str(path),)), tree)
+    return tree
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a","b","c"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value (e.g. train.lr=1e-4)")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and raw and _looks_like_float(raw):
+        value = float(raw)
+    return key.strip().split("."), value
+
+
+def _looks_like_float(raw: str) -> bool:
+    try:
+        float(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    tree = _deep_merge({}, tree)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{text}': '{part}' is not a section")
+        node[path[-1]] = value
+    return tree
+
+
+def load_config(preset: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Build a :class:`Config` from a preset name or YAML path plus dotted overrides."""
+    tree = _load_yaml_tree(preset) if preset else {}
+    tree = apply_overrides(tree, overrides or [])
+    return _build(Config, tree)
+
+
+def config_from_dict(tree: dict) -> Config:
+    return _build(Config, tree)
+
+
+def config_to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
