@@ -118,6 +118,8 @@ class ModelConfig:
     itc_dim: int = 64
     # Answer vocabulary size for QA heads (0 = no QA head).
     num_answers: int = 0
+    # Extra task heads to build: nlvr2 (pair of pooled encodings -> 2) | snli_ve (pooled -> 3).
+    task_heads: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- objectives
@@ -161,6 +163,14 @@ class ITCConfig:
 
 
 @dataclass
+class MVMConfig:
+    """SemVLP masked visual modelling."""
+
+    mask_ratio: float = 0.15  # share of each image's real visual tokens replaced by the mask embedding
+    loss: str = "smooth_l1"  # feature regression: smooth_l1 | mse
+
+
+@dataclass
 class ModeScheduleConfig:
     """SemVLP: which mode (single / two stream) each step uses."""
 
@@ -176,6 +186,7 @@ class ObjectivesConfig:
     soft_labels: SoftLabelConfig = field(default_factory=SoftLabelConfig)
     itm: ITMConfig = field(default_factory=ITMConfig)
     itc: ITCConfig = field(default_factory=ITCConfig)
+    mvm: MVMConfig = field(default_factory=MVMConfig)
     mode_schedule: ModeScheduleConfig = field(default_factory=ModeScheduleConfig)
     text_only: bool = False  # text-only MLM stage: train the language encoder and its MLM head alone
 

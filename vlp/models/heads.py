@@ -1,0 +1,168 @@
+"""Prediction heads: MLM, ITM, ITC projections, MVM, and the task heads.
+
+Pair-level heads read the pooled pair representation (``FusedFeatures.pooled``, width ``pooled_size``).
+The MLM heads are only ever applied to the selected (masked) positions, never to every token.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vlp.models.layers import LAYER_NORM_EPS, init_bert_weights
+
+TASK_HEADS = ("nlvr2", "snli_ve")
+
+
+class MLMHead(nn.Module):
+    """BERT MLM head: dense -> GELU -> LayerNorm -> decoder (+ bias).
+
+    With ``tied_weight`` (the word-embedding matrix ``[V, hidden]``) the decoder shares it.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        vocab_size: int,
+        tied_weight: nn.Parameter | None = None,
+        eps: float = LAYER_NORM_EPS,
+    ):
+        super().__init__()
+        self.transform = nn.Linear(hidden_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.decoder = nn.Linear(hidden_size, vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        init_bert_weights(self)
+        if tied_weight is not None:
+            if tuple(tied_weight.shape) != (vocab_size, hidden_size):
+                raise ValueError(
+                    f"cannot tie an MLM decoder [{vocab_size}, {hidden_size}] to embeddings "
+                    f"{list(tied_weight.shape)}"
+                )
+            self.decoder.weight = tied_weight
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """``hidden`` [M, hidden] (the selected positions only) -> logits [M, V]."""
+        return self.decoder(self.norm(F.gelu(self.transform(hidden)))) + self.bias
+
+
+class PredictionHead(nn.Module):
+    """Transform (dense -> GELU -> LayerNorm) then a linear output, as LXMERT's region heads."""
+
+    def __init__(self, hidden_size: int, out_size: int):
+        super().__init__()
+        self.transform = nn.Linear(hidden_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
+        self.out = nn.Linear(hidden_size, out_size)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.out(self.norm(F.gelu(self.transform(hidden))))
+
+
+class ClassifierMLP(nn.Module):
+    """Two-layer MLP classifier: Linear -> LayerNorm -> GELU -> Linear (the METER task heads)."""
+
+    def __init__(self, in_size: int, hidden_size: int, num_classes: int):
+        super().__init__()
+        self.hidden = nn.Linear(in_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
+        self.out = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(F.gelu(self.norm(self.hidden(x))))
+
+
+class Heads(nn.Module):
+    """All heads of a model.
+
+    ``hidden_size``: width of the fused token states; ``pooled_size``: width of ``FusedFeatures.pooled``;
+    ``text_hidden_size``: width of ``TextFeatures.hidden`` (input of the text ITC projection);
+    ``visual_target_dim``: width of the MVM regression target.
+    ``text_mlm``: the text-only path's own MLM head (ViLTA); None where the text-only path shares
+    ``mlm`` (SemVLP: one stack, one MLM head).
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_size: int,
+        pooled_size: int,
+        vocab_size: int,
+        itc_dim: int,
+        text_hidden_size: int,
+        visual_target_dim: int,
+        num_region_labels: int = 0,
+        num_answers: int = 0,
+        task_heads: list[str] | tuple[str, ...] = (),
+        word_embeddings: nn.Parameter | None = None,
+        text_mlm: MLMHead | None = None,
+    ):
+        super().__init__()
+        unknown = sorted(set(task_heads) - set(TASK_HEADS))
+        if unknown:
+            raise ValueError(f"model.task_heads: unknown {unknown}; choose from {list(TASK_HEADS)}")
+        tie = word_embeddings if word_embeddings is not None and word_embeddings.shape[1] == hidden_size else None
+        self.mlm_head = MLMHead(hidden_size, vocab_size, tied_weight=tie)
+        self.text_mlm_head = text_mlm
+        self.itm_head = nn.Linear(pooled_size, 2)
+        self.itc_text_proj = nn.Linear(text_hidden_size, itc_dim)
+        self.itc_image_proj = nn.Linear(hidden_size, itc_dim)
+        self.mvm_regress_head = PredictionHead(hidden_size, visual_target_dim)
+        self.mvm_classify_head = PredictionHead(hidden_size, num_region_labels) if num_region_labels > 0 else None
+        self.qa_head = ClassifierMLP(pooled_size, 2 * pooled_size, num_answers) if num_answers > 0 else None
+        self.nlvr2_head = ClassifierMLP(2 * pooled_size, pooled_size, 2) if "nlvr2" in task_heads else None
+        self.snli_ve_head = ClassifierMLP(pooled_size, pooled_size, 3) if "snli_ve" in task_heads else None
+        for module in (self.itm_head, self.itc_text_proj, self.itc_image_proj, self.mvm_regress_head):
+            init_bert_weights(module)
+        for module in (self.mvm_classify_head, self.qa_head, self.nlvr2_head, self.snli_ve_head):
+            if module is not None:
+                init_bert_weights(module)
+
+    @staticmethod
+    def _need(module: nn.Module | None, what: str, fix: str) -> nn.Module:
+        if module is None:
+            raise RuntimeError(f"this model has no {what} head ({fix})")
+        return module
+
+    def mlm(self, hidden: Tensor) -> Tensor:
+        """Multimodal MLM: fused text states at the selected positions [M, D] -> [M, V]."""
+        return self.mlm_head(hidden)
+
+    def text_mlm(self, hidden: Tensor) -> Tensor:
+        """Text-only MLM: text-path states at the selected positions [M, Dt] -> [M, V]."""
+        return (self.text_mlm_head or self.mlm_head)(hidden)
+
+    def itm(self, pooled: Tensor) -> Tensor:
+        """[B, P] -> [B, 2] (index 1 = matched)."""
+        return self.itm_head(pooled)
+
+    def retrieval_score(self, pooled: Tensor) -> Tensor:
+        """The ITM positive logit [B]."""
+        return self.itm_head(pooled)[:, 1]
+
+    def itc_text(self, cls_state: Tensor) -> Tensor:
+        return self.itc_text_proj(cls_state)
+
+    def itc_image(self, cls_state: Tensor) -> Tensor:
+        return self.itc_image_proj(cls_state)
+
+    def mvm_regress(self, hidden: Tensor) -> Tensor:
+        """Fused image states at masked tokens [M, D] -> regression targets [M, Dt]."""
+        return self.mvm_regress_head(hidden)
+
+    def mvm_classify(self, hidden: Tensor) -> Tensor:
+        """[M, D] -> region-label logits [M, num_region_labels]."""
+        return self._need(self.mvm_classify_head, "MVM classification", "set model.num_region_labels > 0")(hidden)
+
+    def qa(self, pooled: Tensor) -> Tensor:
+        """[B, P] -> answer logits [B, num_answers]."""
+        return self._need(self.qa_head, "QA", "set model.num_answers > 0")(pooled)
+
+    def nlvr2(self, pooled_pair: Tensor) -> Tensor:
+        """Two pooled pair encodings concatenated [B, 2P] -> [B, 2]."""
+        return self._need(self.nlvr2_head, "NLVR2", "add 'nlvr2' to model.task_heads")(pooled_pair)
+
+    def snli_ve(self, pooled: Tensor) -> Tensor:
+        """[B, P] -> [B, 3] (entailment, neutral, contradiction: the task module fixes the order)."""
+        return self._need(self.snli_ve_head, "SNLI-VE", "add 'snli_ve' to model.task_heads")(pooled)

@@ -1,0 +1,34 @@
+"""Typed features that cross module borders between models, heads and objectives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+
+@dataclass
+class TextFeatures:
+    """Per-text states that the fusion consumes (ViLTA: text-encoder output; SemVLP: embeddings)."""
+
+    hidden: Tensor  # [B, L, D]
+    mask: Tensor  # [B, L] bool, True = real token
+
+
+@dataclass
+class ImageFeatures:
+    """Per-image states, computed once per distinct image."""
+
+    hidden: Tensor  # [I, N, D]
+    mask: Tensor  # [I, N] bool, True = real patch/region
+
+
+@dataclass
+class FusedFeatures:
+    """Cross-modal states of each image-text pair (one row per text)."""
+
+    text: Tensor  # [B, L, D]
+    image: Tensor  # [B, N, D]
+    text_mask: Tensor  # [B, L] bool
+    image_mask: Tensor  # [B, N] bool
+    pooled: Tensor  # [B, P]: the pair representation the pair-level heads read

@@ -1,0 +1,78 @@
+"""What every objective returns, and small helpers they share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+# The loss names the trainer knows; ``ObjectivesConfig.weights`` is keyed by them.
+LOSS_NAMES = ("mlm", "itm", "itc", "mvm", "qa")
+IGNORE_INDEX = -100
+
+
+@dataclass
+class ObjectiveOutput:
+    """Unweighted losses by name (scalars with a graph) and detached metrics (plain floats)."""
+
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def update(self, other: ObjectiveOutput) -> ObjectiveOutput:
+        """Add ``other``'s losses and metrics to this one; a loss computed twice is a bug."""
+        for name in other.losses:
+            if name in self.losses:
+                raise ValueError(f"loss '{name}' was computed twice")
+        self.losses.update(other.losses)
+        self.metrics.update(other.metrics)
+        return self
+
+    def total(self, weights: Mapping[str, float]) -> Tensor:
+        """``sum(weights[name] * loss)``; a loss without a weight is an error naming it."""
+        if not self.losses:
+            raise ValueError("no losses to sum: every objective is switched off")
+        missing = [name for name in self.losses if name not in weights]
+        if missing:
+            raise ValueError(f"objectives.weights has no weight for loss(es) {missing}")
+        return sum(weights[name] * loss for name, loss in self.losses.items())
+
+
+def zero_loss(like: Tensor) -> Tensor:
+    """A zero that stays connected to ``like``'s graph, so every parameter still gets a (zero) gradient.
+
+    Used when a batch has nothing for an objective (no masked token, no question): under DDP every rank
+    must produce gradients for the same parameters.
+    """
+    return like.sum() * 0.0
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Fraction of rows whose argmax equals the label (0.0 for no rows)."""
+    if labels.numel() == 0:
+        return 0.0
+    return (logits.argmax(-1) == labels).float().mean().item()
+
+
+def image_groups(image_index: Tensor, image_group: Tensor, num_images: int) -> Tensor:
+    """The group id of each distinct image ([I] long); -1 for an image that no text points at."""
+    groups = torch.full((num_images,), -1, dtype=image_group.dtype, device=image_group.device)
+    groups[image_index] = image_group
+    return groups
+
+
+def sample_positions(
+    eligible: Tensor, ratio: float, generator: torch.Generator | None = None, option: str = "mask_ratio"
+) -> Tensor:
+    """Per row of ``eligible`` [R, N] (bool): ``max(1, round(ratio * n))`` of its n eligible positions, chosen
+    uniformly at random (none for a row with none). ``option`` names the setting in the error message."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"{option} must be in (0, 1], got {ratio}")
+    count = eligible.sum(1)
+    wanted = torch.floor(count.float() * ratio + 0.5).long()  # round half up
+    wanted = torch.minimum(torch.clamp(wanted, min=1), count)
+    scores = torch.rand(eligible.shape, generator=generator, device=eligible.device)
+    scores = scores.masked_fill(~eligible, 2.0)  # ineligible positions rank last
+    rank = scores.argsort(dim=1).argsort(dim=1)
+    return (rank < wanted[:, None]) & eligible

@@ -1,0 +1,347 @@
+"""All pre-training objectives of a step, composed so that nothing is computed twice.
+
+One step, in order (each stage only when an enabled loss needs it; a weight of 0 switches a loss off
+and skips its work):
+
+1. synthesized ITM captions: the current language encoder fills masked words (no gradient);
+2. texts, embedded once in one call: clean captions | synthesized captions | MLM-masked captions;
+3. images, embedded once (and once more with MVM's visual mask);
+4. ITC on the clean texts and images; its logits also drive in-batch hard-negative mining;
+5. the ITM rows (positives, then random / hard / synthesized negatives) fused in one call, reusing the
+   image features by index; ITM reads every row, QA the positives;
+6. the masked captions fused once with the images: MLM, and MVM when the images are masked too (both
+   masks in one pass, LXMERT-style; with MLM off, MVM fuses the clean captions).
+
+Trainable computation goes only through the ``model`` argument of :meth:`PretrainingObjectives.__call__`
+(the trainer may hand in a wrapped model). The learnable ITC temperature lives outside the model: attach
+the modules of :meth:`PretrainingObjectives.trainable_modules` to the model *before* building the
+optimizer (and before wrapping it for DDP)::
+
+    objectives = PretrainingObjectives(cfg.objectives, model, vocab_mask, mask_token_id=tok.mask_token_id)
+    for name, module in objectives.trainable_modules().items():
+        model.add_module(name, module)   # now in model.parameters() and model.state_dict()
+    objectives.to(device)                # the frozen teacher
+
+The teacher (soft labels, synonym guard) and the caption generator run without gradients.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from vlp.config import ObjectivesConfig
+from vlp.data.batch import Batch
+from vlp.models.outputs import ImageFeatures, TextFeatures
+from vlp.objectives.base import LOSS_NAMES, ObjectiveOutput, image_groups
+from vlp.objectives.itc import ContrastiveTemperature, itc_objective, similarity_logits
+from vlp.objectives.itm import itm_objective, pair_rows
+from vlp.objectives.mlm import SoftLabels, mlm_objective
+from vlp.objectives.mvm import REGRESSION_LOSSES, choose_visual_mask, mvm_objective
+from vlp.objectives.negatives import (
+    NegativePairs,
+    SynthesizedCaptions,
+    hard_negatives,
+    random_negatives,
+    synthesize_captions,
+    synthesized_negatives,
+)
+from vlp.objectives.qa import qa_objective
+from vlp.objectives.teacher import freeze, load_teacher, teacher_predict
+from vlp.objectives.text_mlm import text_mlm_objective
+
+TEMPERATURE_MODULE = "itc_temperature"
+
+
+def _rows(features: TextFeatures, index: Tensor | slice) -> TextFeatures:
+    return TextFeatures(hidden=features.hidden[index], mask=features.mask[index])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DDP / FSDP / compile wrappers (they keep it as ``.module`` or ``._orig_mod``)."""
+    while True:
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+class PretrainingObjectives:
+    """The enabled losses of ``cfg`` for ``model``'s architecture.
+
+    ``replaceable_vocab`` (bool [V], :func:`vlp.data.masking.replaceable_vocab_mask`) and ``mask_token_id``
+    are needed for synthesized ITM negatives. ``teacher`` overrides the soft-label teacher (default:
+    :func:`vlp.objectives.teacher.load_teacher` from ``cfg.soft_labels.teacher``, i.e. a frozen copy of
+    ``model``'s language model taken now). Call as ``objectives(model, batch, step, mode)`` to get the
+    unweighted losses by name; :meth:`total` weights them.
+    """
+
+    def __init__(
+        self,
+        cfg: ObjectivesConfig,
+        model: nn.Module,
+        replaceable_vocab: Tensor | None = None,
+        teacher: nn.Module | None = None,
+        *,
+        mask_token_id: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        unknown = sorted(set(cfg.weights) - set(LOSS_NAMES))
+        if unknown:
+            raise ValueError(f"objectives.weights: unknown loss(es) {unknown}; known: {list(LOSS_NAMES)}")
+        negative = {name: w for name, w in cfg.weights.items() if w < 0}
+        if negative:
+            raise ValueError(f"objectives.weights must be >= 0, got {negative}")
+        self.cfg = cfg
+        self.generator = generator
+        self.weights = {name: w for name, w in cfg.weights.items() if w > 0}
+        if cfg.text_only:
+            self.weights = {"mlm": cfg.weights.get("mlm", 1.0) or 1.0}
+        enabled = self.enabled
+        if not enabled:
+            raise ValueError("objectives.weights: every loss has weight 0, nothing to train")
+        base = _unwrap(model)
+        model_cfg = getattr(base, "config", None)
+        if "qa" in enabled and not getattr(model_cfg, "num_answers", 0):
+            raise ValueError("objectives.weights.qa > 0 needs a QA head: set model.num_answers")
+        if "mvm" in enabled and cfg.mvm.loss not in REGRESSION_LOSSES:
+            raise ValueError(f"objectives.mvm.loss must be one of {REGRESSION_LOSSES}, got {cfg.mvm.loss!r}")
+        if "mvm" in enabled and not 0.0 < cfg.mvm.mask_ratio <= 1.0:
+            raise ValueError(f"objectives.mvm.mask_ratio must be in (0, 1], got {cfg.mvm.mask_ratio}")
+
+        itm = cfg.itm
+        for name in ("random_negatives", "hard_negatives"):
+            if getattr(itm, name) < 0:
+                raise ValueError(f"objectives.itm.{name} must be >= 0, got {getattr(itm, name)}")
+        synth = itm.synthesized
+        self.synthesize = "itm" in enabled and synth.per_positive > 0
+        if self.synthesize:
+            if replaceable_vocab is None or mask_token_id is None:
+                raise ValueError(
+                    "objectives.itm.synthesized.per_positive > 0 needs replaceable_vocab and mask_token_id "
+                    "(from the tokenizer: vlp.data.masking.replaceable_vocab_mask)"
+                )
+            if not 0.0 < synth.mask_ratio <= 1.0:
+                raise ValueError(
+                    f"objectives.itm.synthesized.mask_ratio must be in (0, 1], got {synth.mask_ratio}"
+                )
+            if synth.temperature <= 0 or synth.top_k < 0 or synth.synonym_guard_k < 0:
+                raise ValueError("objectives.itm.synthesized: temperature must be > 0, top_k and k >= 0")
+        self.replaceable_vocab = replaceable_vocab.bool() if replaceable_vocab is not None else None
+        self.mask_token_id = mask_token_id
+        self.mine_hard = "itm" in enabled and itm.hard_negatives > 0
+
+        self.temperature: ContrastiveTemperature | None = None
+        if "itc" in enabled or self.mine_hard:
+            self.temperature = ContrastiveTemperature.from_config(cfg.itc)
+
+        use_soft = "mlm" in enabled and cfg.soft_labels.enabled and not cfg.text_only
+        use_guard = self.synthesize and synth.synonym_guard_k > 0
+        self.teacher: nn.Module | None = None
+        if use_soft or use_guard:
+            self.teacher = (
+                freeze(teacher) if teacher is not None else load_teacher(cfg.soft_labels.teacher, base)
+            )
+        self.soft_labels = SoftLabels(cfg.soft_labels, self.teacher) if use_soft else None
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def enabled(self) -> list[str]:
+        """The losses this object computes, in :data:`LOSS_NAMES` order."""
+        return [name for name in LOSS_NAMES if name in self.weights]
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """Modules with parameters the optimiser must update (the learnable ITC temperature), by the
+        attribute name to attach them under: ``model.add_module(name, module)`` before building the
+        optimizer. Empty when there are none."""
+        if self.temperature is not None and isinstance(self.temperature.log_scale, nn.Parameter):
+            return {TEMPERATURE_MODULE: self.temperature}
+        return {}
+
+    def to(self, device: torch.device | str) -> PretrainingObjectives:
+        """Move the frozen teacher, the temperature and the vocabulary mask to ``device``."""
+        if self.teacher is not None:
+            self.teacher.to(device)
+        if self.temperature is not None:
+            self.temperature.to(device)
+        if self.replaceable_vocab is not None:
+            self.replaceable_vocab = self.replaceable_vocab.to(device)
+        return self
+
+    def state_dict(self) -> dict[str, dict]:
+        """What a resumed run needs besides the model: the teacher's weights (a copy taken at the start of
+        the run is not recoverable from a later model)."""
+        return {"teacher": self.teacher.state_dict()} if self.teacher is not None else {}
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        if self.teacher is not None:
+            if "teacher" not in state:
+                raise KeyError("objectives state has no 'teacher' entry (saved by a run without a teacher?)")
+            self.teacher.load_state_dict(state["teacher"])
+
+    def total(self, output: ObjectiveOutput) -> Tensor:
+        """The weighted sum of ``output``'s losses with this config's weights."""
+        return output.total(self.weights)
+
+    def _temperature(self, model: nn.Module) -> ContrastiveTemperature:
+        """The temperature attached to ``model`` when there is one (what the optimizer updates)."""
+        attached = getattr(_unwrap(model), TEMPERATURE_MODULE, None)
+        if isinstance(attached, ContrastiveTemperature):
+            return attached
+        assert self.temperature is not None
+        return self.temperature
+
+    # ------------------------------------------------------------------ the step
+
+    def __call__(self, model: nn.Module, batch: Batch, step: int, mode: str | None = None) -> ObjectiveOutput:
+        if self.cfg.text_only:
+            return text_mlm_objective(model, batch)
+        enabled = set(self.enabled)
+        out = ObjectiveOutput()
+        use_pairs = bool(enabled & {"itm", "qa"})
+        use_masked_text = "mlm" in enabled
+        use_clean_text = use_pairs or "itc" in enabled or ("mvm" in enabled and not use_masked_text)
+        fused_text_masked = use_masked_text or "mvm" in enabled
+
+        # 1. synthesized captions (current language encoder, no gradient)
+        captions = self._synthesize(model, batch) if self.synthesize else None
+
+        # 2. every text, in one call: clean | synthesized | masked
+        texts, spans = self._embed_texts(model, batch, use_clean_text, captions, use_masked_text)
+        clean = _rows(texts, spans["clean"]) if "clean" in spans else None
+        masked = _rows(texts, spans["masked"]) if "masked" in spans else None
+
+        # 3. images, once (clean where a loss reads clean images; MVM's masked copy)
+        use_clean_images = use_pairs or "itc" in enabled or self.mine_hard or "mvm" not in enabled
+        images = model.embed_image(batch.visual) if use_clean_images else None
+        visual_mask = masked_images = targets = None
+        if "mvm" in enabled:
+            with torch.no_grad():
+                targets = model.visual_targets(batch.visual)
+            maskable = self._maskable(batch, targets.shape[1])
+            visual_mask = choose_visual_mask(maskable, self.cfg.mvm.mask_ratio, self.generator)
+            masked_images = model.embed_image(batch.visual, visual_mask)
+
+        # 4. ITC, and the similarities that hard negatives are mined from
+        itc_logits = None
+        if "itc" in enabled:
+            itc_out, itc_logits = itc_objective(model, clean, images, batch, self._temperature(model))
+            out.update(itc_out)
+        elif self.mine_hard:
+            itc_logits = similarity_logits(model, clean, images, self._temperature(model))
+
+        # 5. ITM rows and QA on the clean pairs
+        if use_pairs:
+            negatives = self._negatives(batch, images, itc_logits, captions) if "itm" in enabled else None
+            if negatives is None:
+                negatives = NegativePairs.empty(batch.image_index.device)
+            text_rows, row_images, labels, sources = pair_rows(batch.size, batch.image_index, negatives)
+            pairs = model.fuse(_rows(texts, text_rows), images, row_images, mode=mode)
+            if "itm" in enabled:
+                out.update(itm_objective(model, pairs.pooled, labels, sources))
+            if "qa" in enabled:
+                out.update(qa_objective(model, pairs.pooled[: batch.size], batch))
+
+        # 6. the masked pass: MLM (masked captions), MVM (masked images)
+        if fused_text_masked:
+            text = masked if masked is not None else clean
+            pass_images = masked_images if masked_images is not None else images
+            fused = model.fuse(text, pass_images, batch.image_index, mode=mode)
+            if "mlm" in enabled:
+                out.update(mlm_objective(model, fused, batch, self.soft_labels, step))
+            if "mvm" in enabled:
+                out.update(mvm_objective(model, fused, batch, visual_mask, targets, self.cfg.mvm))
+        return out
+
+    # ------------------------------------------------------------------ stages
+
+    def _synthesize(self, model: nn.Module, batch: Batch) -> SynthesizedCaptions:
+        guard = partial(teacher_predict, self.teacher) if self.teacher is not None else None
+        return synthesize_captions(
+            batch.input_ids,
+            batch.attention_mask,
+            model.text_mlm_logits,
+            self.replaceable_vocab,
+            self.mask_token_id,
+            self.cfg.itm.synthesized,
+            guard=guard,
+            generator=self.generator,
+        )
+
+    @staticmethod
+    def _embed_texts(
+        model: nn.Module,
+        batch: Batch,
+        use_clean: bool,
+        captions: SynthesizedCaptions | None,
+        use_masked: bool,
+    ) -> tuple[TextFeatures, dict[str, slice]]:
+        """One ``embed_text`` call over the texts needed, in the order clean | synthesized | masked (so
+        clean row b is row b and synthesized caption s is row B + s); returns the features and each part's
+        rows."""
+        parts: list[tuple[str, Tensor, Tensor]] = []
+        if use_clean:
+            parts.append(("clean", batch.input_ids, batch.attention_mask))
+        if captions is not None and len(captions) > 0:
+            parts.append(("synthesized", captions.input_ids, captions.attention_mask))
+        if use_masked:
+            if batch.mlm_input_ids is None:
+                raise ValueError("the mlm objective needs batch.mlm_input_ids (MLM masking is off?)")
+            parts.append(("masked", batch.mlm_input_ids, batch.attention_mask))
+        features = model.embed_text(torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]))
+        spans, start = {}, 0
+        for name, ids, _ in parts:
+            spans[name] = slice(start, start + ids.shape[0])
+            start += ids.shape[0]
+        return features, spans
+
+    def _negatives(
+        self,
+        batch: Batch,
+        images: ImageFeatures,
+        itc_logits: Tensor | None,
+        captions: SynthesizedCaptions | None,
+    ) -> NegativePairs:
+        itm = self.cfg.itm
+        groups = image_groups(batch.image_index, batch.image_group, images.hidden.shape[0])
+        parts = [
+            random_negatives(
+                batch.image_group, groups, batch.image_index, itm.random_negatives, self.generator
+            )
+        ]
+        if self.mine_hard and itc_logits is not None:
+            parts.append(
+                hard_negatives(
+                    itc_logits,
+                    batch.image_group,
+                    groups,
+                    batch.image_index,
+                    itm.hard_negatives,
+                    self.generator,
+                )
+            )
+        if captions is not None:
+            parts.append(synthesized_negatives(captions, batch.image_index, batch.size))
+        return NegativePairs.cat(parts)
+
+    @staticmethod
+    def _maskable(batch: Batch, num_tokens: int) -> Tensor:
+        """Bool [I, N]: the visual tokens MVM may mask. The model protocol puts an image [CLS] token first,
+        never masked; after it come the patches (all real) or the regions (``visual.region_mask``)."""
+        visual = batch.visual
+        device = batch.image_index.device
+        maskable = torch.ones(visual.num_images, num_tokens, dtype=torch.bool, device=device)
+        maskable[:, 0] = False
+        if visual.region_mask is not None:
+            if visual.region_mask.shape[1] != num_tokens - 1:
+                raise ValueError(
+                    f"batch.visual.region_mask has {visual.region_mask.shape[1]} regions per image but the "
+                    f"model has {num_tokens} visual tokens ([CLS] + regions expected)"
+                )
+            maskable[:, 1:] = visual.region_mask.bool()
+        return maskable

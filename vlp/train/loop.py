@@ -1,0 +1,614 @@
+"""The training loop: one process, DDP or FSDP under torchrun; bf16 autocast, accumulation, clipping,
+periodic validation, atomic checkpoints and exact resumption.
+
+Step numbers: ``step`` passed to the objective and the mode schedule is the 0-based index of the
+optimizer step being computed; logs, checkpoints and error messages count completed optimizer steps
+(the first update is "step 1").
+
+Exact resumption: a checkpoint after step N holds the weights, optimizer, LR scheduler (and grad
+scaler), every process's RNG states and loader position, and the partly filled logging window, so a run
+stopped after N steps and resumed produces the same losses, logs and weights as one that never stopped.
+Validation runs under its own fixed seed and restores the training RNG afterwards, so it neither
+perturbs training nor varies between evaluations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from vlp.config import ConfigError, TrainConfig
+from vlp.train import checkpoint as ckpt
+from vlp.train.distributed import (
+    DistInfo,
+    all_reduce_max,
+    all_reduce_mean,
+    all_reduce_min_int,
+    init_distributed,
+)
+from vlp.train.logging import MetricsLogger, Progress
+from vlp.train.optim import build_optimizer, build_scheduler
+from vlp.train.schedules import ModeSchedule, warmup_linear_decay
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_VAL_SEED_OFFSET = 1_000_003
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the run stopped before the weights were updated."""
+
+
+class Loader(Protocol):
+    """What the trainer needs of a train (or val) loader."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+Objective = Callable[..., Any]  # (model, batch, step, mode=None) -> ObjectiveOutput
+
+
+def weighted_total(losses: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
+    """``sum(weights[name] * losses[name])`` over the losses whose weight is not 0.
+
+    A loss without a weight is an error naming it. Losses of weight 0 are left out of the sum entirely,
+    so they have no effect on the gradients even if they are not finite.
+    """
+    if not losses:
+        raise ValueError("the objective returned no losses")
+    if "total" in losses:
+        raise ValueError("'total' is reserved for the weighted sum; rename that loss")
+    missing = [name for name in losses if name not in weights]
+    if missing:
+        raise ValueError(
+            f"the objective returned loss(es) {missing} with no weight in objectives.weights "
+            f"(weights are given for {sorted(weights)})"
+        )
+    terms = [weights[name] * loss.float() for name, loss in losses.items() if weights[name] != 0]
+    if not terms:
+        raise ValueError(
+            f"every loss the objective returned ({sorted(losses)}) has weight 0: nothing to train"
+        )
+    return torch.stack(terms).sum() if len(terms) > 1 else terms[0]
+
+
+class TrainStep(nn.Module):
+    """Holds the model (and extra trainable modules) and runs the objective in ``forward``.
+
+    DDP/FSDP wrap this module, so their hooks fire around the whole objective, whichever model methods
+    it calls. The objective is kept out of the module tree: its trainable state (e.g. a learnable
+    temperature) must be passed as an extra module.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        loss_weights: dict[str, float],
+        extra_modules: dict[str, nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.extra = nn.ModuleDict(extra_modules or {})
+        object.__setattr__(self, "objective", objective)
+        self.loss_weights = dict(loss_weights)
+
+    def forward(
+        self, batch: Any, step: int, mode: str | None = None
+    ) -> tuple[Tensor, dict[str, Tensor], dict]:
+        out = self.objective(self.model, batch, step, mode=mode)
+        total = weighted_total(out.losses, self.loss_weights)
+        return total, dict(out.losses), dict(out.metrics)
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int):
+    """Run a block under a fixed seed, then put every RNG (python, numpy, torch, cuda) back."""
+    saved = ckpt.rng_state()
+    _seed_all(seed)
+    try:
+        yield
+    finally:
+        ckpt.set_rng_state(saved)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _Window:
+    """Sums over the steps since the last train log event (saved in checkpoints for exact resumption)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps = 0
+        self.samples = 0
+        self.losses: dict[str, list[float]] = {}  # name -> [sum, count]
+        self.metrics: dict[str, list[float]] = {}
+        self.grad_norm: Tensor | float = 0.0
+        self.started = time.perf_counter()
+
+    @staticmethod
+    def _add(table: dict[str, list[float]], values: dict[str, float]) -> None:
+        for name, value in values.items():
+            entry = table.setdefault(name, [0.0, 0])
+            entry[0] += value
+            entry[1] += 1
+
+    def add(self, losses: dict[str, float], metrics: dict[str, float], samples: int, grad_norm) -> None:
+        self.steps += 1
+        self.samples += samples
+        self._add(self.losses, losses)
+        self._add(self.metrics, metrics)
+        if grad_norm is not None:
+            self.grad_norm = self.grad_norm + grad_norm
+
+    def state_dict(self) -> dict:
+        grad_norm = self.grad_norm.item() if isinstance(self.grad_norm, Tensor) else float(self.grad_norm)
+        return {
+            "steps": self.steps,
+            "samples": self.samples,
+            "losses": self.losses,
+            "metrics": self.metrics,
+            "grad_norm": grad_norm,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reset()
+        self.steps = state["steps"]
+        self.samples = state["samples"]
+        self.losses = {k: list(v) for k, v in state["losses"].items()}
+        self.metrics = {k: list(v) for k, v in state["metrics"].items()}
+        self.grad_norm = state["grad_norm"]
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    checks = [
+        (cfg.max_steps >= 1, "max_steps", "an integer >= 1"),
+        (cfg.grad_accum >= 1, "grad_accum", "an integer >= 1"),
+        (cfg.precision in PRECISIONS, "precision", f"one of {' | '.join(PRECISIONS)}"),
+        (cfg.log_every >= 1, "log_every", "an integer >= 1"),
+        (cfg.val_every >= 0, "val_every", "an integer >= 0 (0 = off)"),
+        (cfg.ckpt_every >= 0, "ckpt_every", "an integer >= 0 (0 = only at the end)"),
+        (cfg.clip_norm >= 0, "clip_norm", "a value >= 0 (0 = off)"),
+        (cfg.keep_checkpoints >= 0, "keep_checkpoints", "an integer >= 0 (0 = keep all)"),
+    ]
+    for ok, name, expected in checks:
+        if not ok:
+            raise ConfigError(f"train.{name}: expected {expected}, got {getattr(cfg, name)!r}")
+
+
+class Trainer:
+    """Pre-training / fine-tuning loop around an objective; see the module docstring."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        train_loader: Loader,
+        cfg: TrainConfig,
+        loss_weights: dict[str, float],
+        out_dir: str | Path,
+        val_loader: Loader | None = None,
+        mode_schedule: ModeSchedule | None = None,
+        extra_modules: dict[str, nn.Module] | None = None,
+        config_dict: dict | None = None,
+    ) -> None:
+        _check_config(cfg)
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.mode_schedule = mode_schedule
+        self.config_dict = config_dict
+        self.dist: DistInfo = init_distributed()
+        device = self.dist.device
+        if cfg.precision == "fp16" and device.type != "cuda":
+            raise ConfigError("train.precision: fp16 needs a CUDA device; use bf16 on the CPU")
+        self.device = device
+        self.model = model.to(device)
+        self.extra_modules = {k: m.to(device) for k, m in (extra_modules or {}).items()}
+        self.step_module = TrainStep(self.model, objective, loss_weights, self.extra_modules)
+        self.fsdp = bool(cfg.fsdp and self.dist.distributed)
+        if cfg.fsdp and not self.dist.distributed:
+            log.warning("train.fsdp is set but this is a single process: training without sharding")
+        self.wrapped: nn.Module = self.step_module
+        if self.fsdp:
+            self._shard()
+        elif self.dist.distributed:
+            self.wrapped = DistributedDataParallel(
+                self.step_module,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True,  # e.g. SemVLP cross-attention is unused in single-stream steps
+                gradient_as_bucket_view=True,
+            )
+        self.optimizer = build_optimizer(self.model, cfg, self.extra_modules)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.step = 0
+        self.epoch = 0
+        self._iter: Iterator[Any] | None = None
+        self._window = _Window()
+        self.last_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ set-up
+
+    def _shard(self) -> None:
+        """FSDP2: shard every trainable block of a ModuleList (transformer layers), then the rest at the root.
+
+        Blocks must be called through their ``forward``; everything else is gathered when ``TrainStep``
+        runs. Autocast provides bf16 compute as without FSDP; parameters and gradients stay fp32.
+        """
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(self.device.type, (self.dist.world_size,))
+        for module in self.model.modules():
+            if isinstance(module, nn.ModuleList):
+                for block in module:
+                    if any(p.requires_grad for p in block.parameters()):
+                        fully_shard(block, mesh=mesh)
+        fully_shard(self.step_module, mesh=mesh)
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.cfg.precision]
+        return torch.autocast(
+            device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        )
+
+    # ------------------------------------------------------------------ data
+
+    def _next_batch(self) -> Any:
+        for _ in range(2):
+            if self._iter is None:
+                self._iter = iter(self.train_loader)
+            try:
+                return next(self._iter)
+            except StopIteration:
+                self.epoch += 1
+                self.train_loader.set_epoch(self.epoch)
+                self._iter = None
+        raise ValueError(f"the training loader yields no batches (epoch {self.epoch} is empty)")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _model_and_extra_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_model_state_dict,
+                get_optimizer_state_dict,
+            )
+
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            full = get_model_state_dict(self.step_module, options=options)
+            optim = get_optimizer_state_dict(self.step_module, self.optimizer, options=options)
+            model_state = {k[len("model.") :]: v for k, v in full.items() if k.startswith("model.")}
+            extra_state = {k[len("extra.") :]: v for k, v in full.items() if k.startswith("extra.")}
+            return model_state, extra_state, optim
+        extra_state = {
+            f"{key}.{name}": tensor
+            for key, module in self.extra_modules.items()
+            for name, tensor in module.state_dict().items()
+        }
+        return self.model.state_dict(), extra_state, self.optimizer.state_dict()
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current step (collective: every rank calls it)."""
+        model_state, extra_state, optim_state = self._model_and_extra_state()
+        trainer_state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "optimizer": optim_state,
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "last_metrics": dict(self.last_metrics),
+        }
+        rank_state = {
+            "rng": ckpt.rng_state(),
+            "loader": self.train_loader.state_dict(),
+            "window": self._window.state_dict(),
+        }
+        main = self.dist.is_main
+        return ckpt.save_checkpoint(
+            self.out_dir,
+            self.step,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            model_state=model_state if main else None,
+            extra_state=extra_state if main else None,
+            trainer_state=trainer_state if main else None,
+            rank_state=rank_state,
+            config_dict=self.config_dict if main else None,
+            keep=self.cfg.keep_checkpoints,
+        )
+
+    def _restore(self, path: Path) -> None:
+        trainer_state = ckpt.read_trainer_state(path)
+        rank_state = ckpt.read_rank_state(path, self.dist.rank, self.dist.world_size)
+        model_state = ckpt.load_tensors(path / ckpt.MODEL_FILE)
+        extra_state = ckpt.read_extra_state(path)
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            options = StateDictOptions(full_state_dict=True)
+            full = {f"model.{k}": v for k, v in model_state.items()}
+            full.update({f"extra.{k}": v for k, v in extra_state.items()})
+            set_model_state_dict(self.step_module, full, options=options)
+            set_optimizer_state_dict(
+                self.step_module, self.optimizer, trainer_state["optimizer"], options=options
+            )
+        else:
+            self.model.load_state_dict(model_state)
+            for key, module in self.extra_modules.items():
+                prefix = f"{key}."
+                module.load_state_dict(
+                    {k[len(prefix) :]: v for k, v in extra_state.items() if k.startswith(prefix)}
+                )
+            self.optimizer.load_state_dict(trainer_state["optimizer"])
+        self.scheduler.load_state_dict(trainer_state["scheduler"])
+        if self.scaler is not None and trainer_state.get("scaler"):
+            self.scaler.load_state_dict(trainer_state["scaler"])
+        self.step = int(trainer_state["step"])
+        self.epoch = int(trainer_state["epoch"])
+        self.last_metrics = dict(trainer_state.get("last_metrics") or {})
+        self.train_loader.set_epoch(self.epoch)
+        self.train_loader.load_state_dict(rank_state["loader"])
+        self._iter = None
+        self._window.load_state_dict(rank_state["window"])
+        ckpt.set_rng_state(rank_state["rng"])
+        log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
+
+    # ------------------------------------------------------------------ one step
+
+    def _train_step(self) -> tuple[dict[str, float], dict[str, float], int, Tensor | None]:
+        cfg = self.cfg
+        mode = self.mode_schedule.mode_at(self.step) if self.mode_schedule is not None else None
+        detached: list[dict[str, Tensor]] = []
+        metrics: dict[str, list[float]] = {}
+        samples = 0
+        for micro in range(cfg.grad_accum):
+            batch = self._next_batch().to(self.device)
+            samples += batch.size
+            last = micro == cfg.grad_accum - 1
+            no_sync = isinstance(self.wrapped, DistributedDataParallel) and not last
+            with self.wrapped.no_sync() if no_sync else contextlib.nullcontext():
+                with self._autocast():
+                    total, losses, step_metrics = self.wrapped(batch, self.step, mode)
+                scaled = total / cfg.grad_accum
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            values = {name: loss.detach().float() for name, loss in losses.items()}
+            values["total"] = total.detach().float()
+            detached.append(values)
+            for name, value in step_metrics.items():
+                metrics.setdefault(name, []).append(float(value))
+
+        # One host sync per step: every loss value, which also tells whether they are finite.
+        names = sorted({name for values in detached for name in values})
+        flat = torch.stack([values[n] for values in detached for n in names if n in values]).tolist()
+        per_name: dict[str, list[float]] = {}
+        index = 0
+        for values in detached:
+            for n in names:
+                if n in values:
+                    per_name.setdefault(n, []).append(flat[index])
+                    index += 1
+        step_losses = {n: sum(v) / len(v) for n, v in per_name.items()}
+        bad_here = not all(math.isfinite(v) for v in per_name["total"])
+        if all_reduce_max(1.0 if bad_here else 0.0) > 0:
+            self._fail_non_finite(step_losses, bad_here)
+
+        grad_norm = None
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if cfg.clip_norm > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self._params, cfg.clip_norm)
+            if hasattr(grad_norm, "full_tensor"):
+                grad_norm = grad_norm.full_tensor()
+            grad_norm = grad_norm.detach()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        step_metrics_mean = {n: sum(v) / len(v) for n, v in metrics.items()}
+        return step_losses, step_metrics_mean, samples, grad_norm
+
+    def _fail_non_finite(self, losses: dict[str, float], here: bool) -> None:
+        shown = ", ".join(f"{n}={v:.6g}" for n, v in losses.items())
+        latest = ckpt.find_latest(self.out_dir)
+        where = "" if here else " on another process (this one's losses were finite)"
+        raise NonFiniteLossError(
+            f"non-finite loss at step {self.step + 1}{where}: {shown}; stopped before updating the weights. "
+            f"The last good checkpoint is kept: {latest if latest else 'none was written yet'}"
+        )
+
+    # ------------------------------------------------------------------ logging and validation
+
+    def _log_train(self, logger: MetricsLogger) -> None:
+        window = self._window
+        if window.steps == 0:
+            return
+        elapsed = time.perf_counter() - window.started
+        local: dict[str, float] = {f"loss/{n}": s / c for n, (s, c) in window.losses.items()}
+        local.update({f"metric/{n}": s / c for n, (s, c) in window.metrics.items()})
+        if self.cfg.clip_norm > 0:
+            grad_norm = window.grad_norm.item() if isinstance(window.grad_norm, Tensor) else window.grad_norm
+            local["metric/grad_norm"] = grad_norm / window.steps
+        local["samples"] = float(window.samples)
+        local["elapsed"] = elapsed
+        reduced = all_reduce_mean(local)
+        losses = {k[len("loss/") :]: v for k, v in reduced.items() if k.startswith("loss/")}
+        metrics = {k[len("metric/") :]: v for k, v in reduced.items() if k.startswith("metric/")}
+        total_samples = reduced["samples"] * self.dist.world_size
+        elapsed = max(reduced["elapsed"], 1e-9)
+        lr = self.cfg.lr * warmup_linear_decay(self.step - 1, self.cfg.warmup_steps, self.cfg.max_steps)
+        logger.log(
+            self.step,
+            "train",
+            losses,
+            metrics,
+            lr=lr,
+            samples_per_s=total_samples / elapsed,
+            step_time=elapsed / window.steps,
+            epoch=self.epoch,
+        )
+        self.last_metrics.update({f"train/{k}": v for k, v in {**losses, **metrics}.items()})
+        window.reset()
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean losses and metrics over ``val_batches`` batches of the val loader (all of it if <= 0).
+
+        Eval mode, no gradients, a fixed seed (the training RNG is restored afterwards); each call reads
+        the loader from its start. SemVLP: batch ``i`` runs in the schedule's mode of step ``i``, so both
+        modes are scored in their training proportions.
+        """
+        if self.val_loader is None:
+            return {}
+        loader = self.val_loader
+        n = self.cfg.val_batches
+        if hasattr(loader, "__len__"):
+            n = len(loader) if n <= 0 else min(n, len(loader))
+        elif n <= 0:
+            raise ConfigError("train.val_batches: must be > 0 when the val loader has no length")
+        n = all_reduce_min_int(n)  # every process must run the same number of (FSDP) forwards
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(0)
+        self.step_module.eval()
+        detached: list[dict[str, Tensor]] = []
+        metrics: dict[str, list[float]] = {}
+        started = time.perf_counter()
+        samples = 0
+        try:
+            with isolated_rng(self.cfg.seed + _VAL_SEED_OFFSET + self.dist.rank):
+                for index, batch in zip(range(n), loader, strict=False):
+                    mode = self.mode_schedule.mode_at(index) if self.mode_schedule is not None else None
+                    batch = batch.to(self.device)
+                    samples += batch.size
+                    with self._autocast():
+                        total, losses, batch_metrics = self.step_module(batch, self.step, mode)
+                    values = {name: loss.detach().float() for name, loss in losses.items()}
+                    values["total"] = total.detach().float()
+                    detached.append(values)
+                    for name, value in batch_metrics.items():
+                        metrics.setdefault(name, []).append(float(value))
+        finally:
+            self.step_module.train()
+        sums: dict[str, list[float]] = {}
+        for values in detached:
+            for name, value in values.items():
+                entry = sums.setdefault(f"loss/{name}", [0.0, 0])
+                entry[0] += value.item()
+                entry[1] += 1
+        local = {k: s / c for k, (s, c) in sums.items()}
+        local.update({f"metric/{k}": sum(v) / len(v) for k, v in metrics.items()})
+        elapsed = time.perf_counter() - started
+        local["samples"] = float(samples)
+        local["elapsed"] = elapsed
+        reduced = all_reduce_mean(local)
+        losses_out = {k[len("loss/") :]: v for k, v in reduced.items() if k.startswith("loss/")}
+        metrics_out = {k[len("metric/") :]: v for k, v in reduced.items() if k.startswith("metric/")}
+        result = {"losses": losses_out, "metrics": metrics_out}
+        result["samples_per_s"] = reduced["samples"] * self.dist.world_size / max(reduced["elapsed"], 1e-9)
+        result["batches"] = n
+        return result
+
+    def _run_validation(self, logger: MetricsLogger) -> None:
+        result = self.validate()
+        if not result:
+            return
+        logger.log(
+            self.step,
+            "val",
+            result["losses"],
+            result["metrics"],
+            samples_per_s=result["samples_per_s"],
+            batches=result["batches"],
+        )
+        self.last_metrics.update(
+            {f"val/{k}": v for k, v in {**result["losses"], **result["metrics"]}.items()}
+        )
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, resume: bool = False) -> dict[str, float]:
+        """Train to ``cfg.max_steps``; returns the final metrics (``train/<loss>``, ``val/<loss>``, ``step``).
+
+        ``resume``: continue from the latest checkpoint in ``out_dir`` (a fresh start if there is none).
+        Without it, an ``out_dir`` that already holds checkpoints is an error rather than overwritten.
+        """
+        cfg = self.cfg
+        latest = ckpt.find_latest(self.out_dir)
+        if latest is not None and not resume:
+            raise ValueError(
+                f"{self.out_dir} already holds checkpoints (latest: {latest.name}); pass --resume to "
+                "continue that run, or choose another output directory"
+            )
+        if latest is not None:
+            self._restore(latest)
+        else:
+            if resume:
+                log.info("no checkpoint in %s: starting from scratch", self.out_dir)
+            _seed_all(cfg.seed + self.dist.rank)
+            self.train_loader.set_epoch(self.epoch)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        logger = MetricsLogger(
+            self.out_dir, enabled=self.dist.is_main, resume_step=self.step if latest else None
+        )
+        progress = Progress(cfg.max_steps, initial=self.step, enabled=cfg.progress and self.dist.is_main)
+        saved_at = self.step if latest is not None else -1
+        validated_at = self.step if latest is not None else -1
+        self.step_module.train()
+        try:
+            while self.step < cfg.max_steps:
+                started = time.perf_counter()
+                losses, metrics, samples, grad_norm = self._train_step()
+                self.step += 1
+                self._window.add(losses, metrics, samples, grad_norm)
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress.update(1, losses, samples * self.dist.world_size / elapsed)
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    self._log_train(logger)
+                if self.val_loader is not None and cfg.val_every > 0 and self.step % cfg.val_every == 0:
+                    self._run_validation(logger)
+                    validated_at = self.step
+                if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
+                    self.save_checkpoint()
+                    saved_at = self.step
+            if self.val_loader is not None and cfg.val_every > 0 and validated_at != self.step:
+                self._run_validation(logger)
+            if saved_at != self.step:
+                self.save_checkpoint()
+        finally:
+            progress.close()
+            logger.close()
+        return {"step": self.step, **self.last_metrics}
