@@ -25,7 +25,7 @@ def token_batches(draw):
     return ids.view(rows, length), special.view(rows, length)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(batch=token_batches(), p=st.floats(0.0, 1.0), seed=st.integers(0, 2**31))
 def test_mask_invariants(batch, p, seed):
     ids, special = batch
@@ -121,7 +121,7 @@ def worded_batches(draw):
     return torch.tensor(word_rows), torch.tensor(special_rows)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(batch=worded_batches(), p=st.floats(0.0, 1.0), seed=st.integers(0, 2**31))
 def test_whole_words_are_all_or_nothing(batch, p, seed):
     words, special = batch

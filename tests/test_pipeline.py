@@ -207,12 +207,12 @@ def _qa_example(path: str, answers: dict[int, float]) -> Example:
 
 def test_qa_examples_fill_answer_targets(tmp_path, tokenizer):
     caption = PairDataset([CaptionRecord("c", _save(tmp_path / "c.png"), ["a red circle"])])[0]
-    qa = _qa_example(_save(tmp_path / "q.png"), {2: 1.0, 0: 0.3})
+    qa = _qa_example(_save(tmp_path / "q.png"), {2: 1.0, 0: 0.5})
     collator = Collator(tokenizer, _cfg(), train=False, answer_vocab=["left", "right", "red"])
     batch = collator.collate([caption, qa], seed=0).batch
     assert batch.has_answer.tolist() == [False, True]
     assert batch.answer_targets.shape == (2, 3)
-    assert batch.answer_targets.tolist() == [[0.0, 0.0, 0.0], [0.3, 0.0, 1.0]]
+    assert batch.answer_targets.tolist() == [[0.0, 0.0, 0.0], [0.5, 0.0, 1.0]]
 
 
 def test_flipped_qa_example_swaps_its_answer(tmp_path, tokenizer):
@@ -359,6 +359,15 @@ def test_epochs_advance_and_reshuffle(tmp_path, tokenizer):
     dataset.reads.clear()
     list(loader)
     assert dataset.reads == first  # the order of an epoch is a function of (seed, epoch)
+
+
+def test_each_batch_draws_its_own_randomness(tmp_path, tokenizer):
+    image = _records(tmp_path, n_images=1)[0].image_path
+    dataset = PairDataset([CaptionRecord("0", image, ["the blue square left of a circle"] * 12)])
+    batches = list(_loader(dataset, tokenizer))  # four batches of identical examples
+    crops = {tuple(b.visual.pixel_values.flatten()[:20].tolist()) for b in batches}
+    masks = {tuple(b.mlm_labels.flatten().tolist()) for b in batches}
+    assert len(crops) == 4 and len(masks) > 1
 
 
 def test_resume_mid_epoch_gives_the_same_batches(tmp_path, tokenizer):
@@ -508,10 +517,11 @@ def test_build_pretrain_loaders_with_vqa_questions(tmp_path, tokenizer):
         )  # fmt: skip
     (tmp_path / "q.json").write_text(json.dumps({"data_subtype": "train2014", "questions": questions}))
     (tmp_path / "a.json").write_text(json.dumps({"annotations": annotations}))
-    cfg = replace(cfg, vqa=f"{tmp_path / 'q.json'},{tmp_path / 'a.json'}", max_val_images=2)
+    cfg = replace(cfg, vqa=f"{tmp_path / 'q.json'},{tmp_path / 'a.json'}")  # val capped at image 6
     train, _ = build_pretrain_loaders(cfg, tokenizer, seed=0, answer_min_count=1)
     assert train.answer_vocab == ["red", "green"]
-    assert len(train.dataset) == 12 + 2  # image 7 is a validation image: its question is left out
+    # image 7 is a validation image (beyond the cap of one): its question is left out
+    assert len(train.dataset) == 12 + 2
     qa = [train.dataset[i] for i in (12, 13)]
     assert [e.answers for e in qa] == [{0: 1.0}, {1: 1.0}]
     assert qa[0].image_group == train.dataset[0].image_group  # the same file as caption image 0

@@ -6,6 +6,7 @@ the same toy under 2 processes with DDP and with FSDP.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -185,7 +186,9 @@ def test_fit_trains_logs_validates_and_checkpoints(tmp_path):
     assert [e["step"] for e in val] == [6, 12]
     first, last = train[0], train[-1]
     assert set(first["losses"]) == {"a", "b", "total"}
-    assert math.isclose(first["losses"]["total"], first["losses"]["a"] + 0.5 * first["losses"]["b"], rel_tol=1e-6)
+    assert math.isclose(
+        first["losses"]["total"], first["losses"]["a"] + 0.5 * first["losses"]["b"], rel_tol=1e-6
+    )
     assert last["losses"]["total"] < first["losses"]["total"]  # it learns
     assert {"pred_mean", "grad_norm"} <= set(first["metrics"])
     assert first["samples_per_s"] > 0 and first["step_time"] > 0 and first["epoch"] == 0
@@ -217,7 +220,9 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     full = make_trainer(tmp_path / "full", cfg, loader=ToyLoader(n=16))
     full.fit()
 
-    broken = make_trainer(tmp_path / "resumed", cfg, loader=ToyLoader(n=16), objective=ToyObjective(crash_at=6))
+    broken = make_trainer(
+        tmp_path / "resumed", cfg, loader=ToyLoader(n=16), objective=ToyObjective(crash_at=6)
+    )
     with pytest.raises(KeyboardInterrupt):
         broken.fit()
     assert find_latest(tmp_path / "resumed").name == "step-00000004"
@@ -232,9 +237,13 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     assert sorted(losses_by_step(tmp_path / "full")) == [3, 6, 9]
     for (name, p), q in zip(full.model.named_parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q), name
-    assert torch.equal(full.extra_modules["temperature"].log_scale, resumed.extra_modules["temperature"].log_scale)
+    assert torch.equal(
+        full.extra_modules["temperature"].log_scale, resumed.extra_modules["temperature"].log_scale
+    )
     assert full.extra_modules["temperature"].log_scale.item() != 0.0  # the extra module was trained
-    assert full.optimizer.state_dict()["state"][0]["step"] == resumed.optimizer.state_dict()["state"][0]["step"]
+    assert (
+        full.optimizer.state_dict()["state"][0]["step"] == resumed.optimizer.state_dict()["state"][0]["step"]
+    )
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -264,7 +273,9 @@ def test_loss_without_weight_is_an_error_naming_it(tmp_path):
 
 def test_bf16_autocast_runs_with_fp32_master_weights(tmp_path):
     objective = ToyObjective()
-    trainer = make_trainer(tmp_path, make_cfg(max_steps=3, precision="bf16", val_every=0), objective=objective)
+    trainer = make_trainer(
+        tmp_path, make_cfg(max_steps=3, precision="bf16", val_every=0), objective=objective
+    )
     final = trainer.fit()
     assert objective.dtypes and all(dtype == torch.bfloat16 for dtype in objective.dtypes)
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
@@ -274,7 +285,9 @@ def test_bf16_autocast_runs_with_fp32_master_weights(tmp_path):
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     cfg_small = make_cfg(max_steps=4, grad_accum=2, val_every=0, ckpt_every=0)
     cfg_big = make_cfg(max_steps=4, grad_accum=1, val_every=0, ckpt_every=0)
-    small = make_trainer(tmp_path / "small", cfg_small, loader=ToyLoader(batch_size=4), objective=ToyObjective())
+    small = make_trainer(
+        tmp_path / "small", cfg_small, loader=ToyLoader(batch_size=4), objective=ToyObjective()
+    )
     big = make_trainer(tmp_path / "big", cfg_big, loader=ToyLoader(batch_size=8), objective=ToyObjective())
     for trainer in (small, big):
         trainer.model.drop.p = 0.0
@@ -292,23 +305,27 @@ def _distributed_cfg(**overrides) -> TrainConfig:
     return make_cfg(max_steps=DDP_STEPS, grad_accum=2, val_every=2, ckpt_every=2, **overrides)
 
 
-def _run_distributed_toy(out: Path, rank: int, world_size: int, fsdp: bool) -> Trainer:
+def _run_distributed_toy(
+    out: Path, rank: int, world_size: int, fsdp: bool, crash_at: int | None = None, resume: bool = False
+) -> Trainer:
     """Global batch 8 per micro-step: ``world_size`` processes x ``8 / world_size`` samples."""
-    torch.manual_seed(0)
+    torch.manual_seed(1 if resume else 0)
     model = ToyModel(dropout=0.0)
     temperature = Temperature()
     trainer = Trainer(
         model,
-        ToyObjective(temperature),
+        ToyObjective(temperature, crash_at=crash_at),
         ToyLoader(batch_size=8 // world_size, rank=rank, world_size=world_size),
         _distributed_cfg(fsdp=fsdp),
         {"a": 1.0, "b": 0.5},
         out,
         val_loader=ToyLoader(n=16, batch_size=8 // world_size, rank=rank, world_size=world_size, seed=99),
-        mode_schedule=ModeSchedule(ModeScheduleConfig(kind="iterative", every=1)),  # cross unused half the time
+        mode_schedule=ModeSchedule(
+            ModeScheduleConfig(kind="iterative", every=1)
+        ),  # cross unused half the time
         extra_modules={"temperature": temperature},
     )
-    trainer.fit()
+    trainer.fit(resume=resume)
     return trainer
 
 
@@ -319,7 +336,11 @@ def _free_port() -> int:
 
 
 def test_ddp_and_fsdp_match_one_process(tmp_path):
-    """2 CPU processes (gloo, torchrun) = 1 process at the same global batch: params within atol 1e-5."""
+    """2 CPU processes (gloo, torchrun) = 1 process at the same global batch: params within atol 1e-5.
+
+    Covers DDP (with grad accumulation under no_sync, and a parameter unused on single-stream steps) and
+    FSDP (including a scalar extra parameter FSDP cannot shard, and stop-and-resume).
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
@@ -329,7 +350,10 @@ def test_ddp_and_fsdp_match_one_process(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     single = _run_distributed_toy(tmp_path / "single", rank=0, world_size=1, fsdp=False)
-    expected = {**single.model.state_dict(), **{f"temperature.{k}": v for k, v in single.extra_modules["temperature"].state_dict().items()}}
+    expected = {
+        **single.model.state_dict(),
+        **{f"temperature.{k}": v for k, v in single.extra_modules["temperature"].state_dict().items()},
+    }
     for kind in ("ddp", "fsdp"):
         latest = find_latest(tmp_path / kind)
         assert latest.name == f"step-{DDP_STEPS:08d}" and read_meta(latest)["world_size"] == 2
@@ -339,10 +363,18 @@ def test_ddp_and_fsdp_match_one_process(tmp_path):
         for name, value in expected.items():
             torch.testing.assert_close(weights[name], value, atol=1e-5, rtol=0, msg=f"{kind}: {name}")
         # Logged losses are means over both processes = the single process's global-batch means.
-        for step, losses in losses_by_step(tmp_path / "single").items():
-            got = losses_by_step(tmp_path / kind)[step]
-            assert got == pytest.approx(losses, abs=1e-5), (kind, step)
-        assert losses_by_step(tmp_path / kind, "val") == pytest.approx(losses_by_step(tmp_path / "single", "val"))
+        for split in ("train", "val"):
+            reference = losses_by_step(tmp_path / "single", split)
+            got = losses_by_step(tmp_path / kind, split)
+            assert sorted(got) == sorted(reference) and reference
+            for step, losses in reference.items():
+                assert got[step] == pytest.approx(losses, abs=1e-5), (kind, split, step)
+    # FSDP resumed from its step-2 checkpoint (full state dicts re-sharded) = the uninterrupted FSDP run.
+    uninterrupted = load_tensors(find_latest(tmp_path / "fsdp") / "model.safetensors")
+    resumed = load_tensors(find_latest(tmp_path / "fsdp_resumed") / "model.safetensors")
+    for name, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], value, atol=1e-6, rtol=0, msg=name)
+    assert losses_by_step(tmp_path / "fsdp_resumed") == losses_by_step(tmp_path / "fsdp")
     report = json.loads((tmp_path / "ranks.json").read_text())
     assert report == {"world_size": 2, "ranks": [0, 1]}
 
@@ -356,6 +388,10 @@ def _distributed_main(out: str) -> None:
     info = init_distributed()
     _run_distributed_toy(Path(out) / "ddp", info.rank, info.world_size, fsdp=False)
     _run_distributed_toy(Path(out) / "fsdp", info.rank, info.world_size, fsdp=True)
+    # FSDP stop-and-resume: crash in step 4 (after the checkpoint of step 2), resume in fresh modules.
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_distributed_toy(Path(out) / "fsdp_resumed", info.rank, info.world_size, fsdp=True, crash_at=3)
+    _run_distributed_toy(Path(out) / "fsdp_resumed", info.rank, info.world_size, fsdp=True, resume=True)
     ranks = [None] * info.world_size
     dist.all_gather_object(ranks, info.rank)
     if info.is_main:

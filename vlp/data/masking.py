@@ -5,8 +5,13 @@ All randomness comes from an explicit ``torch.Generator``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 
@@ -131,7 +136,9 @@ def _token_text(token: str, byte_level: bool) -> tuple[str, bool]:
     return token, byte_level
 
 
-def replaceable_vocab_mask(tokenizer, mode: str = "content", size: int | None = None) -> Tensor:
+def replaceable_vocab_mask(
+    tokenizer: PreTrainedTokenizerBase, mode: str = "content", size: int | None = None
+) -> Tensor:
     """Bool [V]: the tokens a synthesized ITM negative may write in place of an original token.
 
     ``mode="any"`` excludes only the special tokens. ``mode="content"`` also excludes word

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from vlp.data.batch import Batch, VisualInput
 from vlp.data.images import ImageTransform, UnreadableImage, load_image, swap_left_right
 from vlp.data.masking import IGNORE_INDEX, mask_tokens
 from vlp.data.records import CaptionRecord, RegionFeatureRecord, VQARecord
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +327,7 @@ class Collator:
 
     def __init__(
         self,
-        tokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         data_cfg: DataConfig,
         train: bool,
         *,
@@ -343,6 +347,8 @@ class Collator:
             raise ValueError("data.whole_word_mask needs a fast tokenizer (word ids come from it)")
         self.vocab_size = len(tokenizer)
         self.transform = ImageTransform(data_cfg.image_size, train=train, hflip=data_cfg.hflip)
+        # JPEGs may decode at a reduced scale, keeping a margin above the size a train crop is resized to.
+        self._draft = int(data_cfg.image_size * 1.5)
         if regions is None and data_cfg.region_features:
             from vlp.data.formats.regions import load_region_features
 
@@ -417,7 +423,7 @@ class Collator:
             first = group[0]
             try:
                 source = first.image_bytes if first.image_bytes is not None else first.image_path
-                image = load_image(source, name=first.image_path or first.image_id)
+                image = load_image(source, name=first.image_path or first.image_id, draft_size=self._draft)
             except UnreadableImage as err:
                 stats.note("unreadable_image", len(group), str(err))
                 logger.debug("skipping %d example(s): %s", len(group), err)
@@ -569,6 +575,13 @@ class PretrainLoader:
     :meth:`load_state_dict`); when the epoch runs out the loader moves to the next one. Every random
     choice derives from ``(seed, epoch, rank, batch index)``; the epoch's order from ``(seed, epoch)``
     only, identical on all ranks, each rank taking every ``world_size``-th example of it.
+
+    Map-style datasets are collated by ``num_workers`` DataLoader processes; skipping to a restored
+    position happens at the sampler, so the skipped batches are never loaded. Streams
+    (``IterableDataset``) are read in this process and collated by ``num_workers`` threads; resuming
+    reads past the consumed examples without decoding them. A stream with ``set_rank`` (WebDataset
+    shards) splits itself across ranks by shard, so ranks may see slightly different numbers of
+    batches per epoch; any other stream is dealt out by example.
     """
 
     def __init__(
@@ -699,6 +712,8 @@ class PretrainLoader:
         positions = range(start, len(source))
         if self.num_workers == 0:
             return ((k, source[k]) for k in positions)
+        # Forked workers and the tokenizer's own thread pool do not mix (it warns, then disables itself).
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         loader = DataLoader(
             source, batch_size=None, sampler=positions, num_workers=self.num_workers, collate_fn=_identity
         )
@@ -791,7 +806,7 @@ def _split_vqa_paths(value: str) -> tuple[str, str | None]:
 
 def build_pretrain_loaders(
     data_cfg: DataConfig,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     *,
     seed: int,
     rank: int | None = None,
@@ -835,9 +850,8 @@ def build_pretrain_loaders(
     )
     if not train_records:
         raise ValueError(f"{data_cfg.train}: no images in split data.train_split={data_cfg.train_split!r}")
-    val_records = _cap(
-        read_karpathy(data_cfg.train, data_cfg.images_root, data_cfg.val_split), data_cfg.max_val_images
-    )
+    all_val_records = read_karpathy(data_cfg.train, data_cfg.images_root, data_cfg.val_split)
+    val_records = _cap(all_val_records, data_cfg.max_val_images)
 
     registry = ImageRegistry()
     parts: list[Dataset] = [PairDataset(train_records, registry=registry)]
@@ -849,7 +863,7 @@ def build_pretrain_loaders(
         questions, annotations = _split_vqa_paths(data_cfg.vqa)
         vqa_records = read_vqa(questions, annotations, data_cfg.images_root)
         answer_vocab = build_answer_vocab(vqa_records, min_count=answer_min_count)
-        exclude = val_set.image_keys if val_set is not None else set()
+        exclude = PairDataset(all_val_records).image_keys  # every validation image, capped or not
         parts.append(QADataset(vqa_records, answer_vocab, registry=registry, exclude_images=exclude))
     train_set = parts[0] if len(parts) == 1 else ConcatExamples(parts)
 

@@ -92,7 +92,7 @@ NEUTRAL_PREDICATES = (
     "is made of wood",
     "is made of plastic",
     "is heavy",
-    "is very light",
+    "is hollow",
     "was drawn by a child",
     "is spinning slowly",
     "is cold to the touch",
@@ -616,9 +616,17 @@ def make_questions(scene: Scene, seed: int, part: str, count: int) -> list[Quest
 
 
 def annotator_answers(rng: random.Random, question: Question, n: int = 10) -> list[str]:
-    words = [a for a, _ in question.distribution]
-    weights = [w for _, w in question.distribution]
-    return rng.choices(words, weights=weights, k=n)
+    """``n`` annotators: each gives the canonical answer with its weight's probability, but it always
+    keeps a strict majority; the others choose among synonyms and confusions by weight."""
+    (canonical, weight), *others = question.distribution
+    total = weight + sum(w for _, w in others)
+    agree = max(n // 2 + 1, sum(rng.random() < weight / total for _ in range(n)))
+    answers = [canonical] * agree
+    if others and agree < n:
+        answers += rng.choices([a for a, _ in others], weights=[w for _, w in others], k=n - agree)
+    answers += [canonical] * (n - len(answers))
+    rng.shuffle(answers)
+    return answers
 
 
 def most_common_answer(answers: list[str], question: Question) -> str:
@@ -988,7 +996,9 @@ def _write_nlvr2(out: Path, scenes: list[Scene], config: SynthConfig) -> tuple[d
             folder = out / "nlvr2" / "images" / split / (str(directory) if split == "train" else "")
             folder.mkdir(parents=True, exist_ok=True)
             for side, scene in (("img0", left), ("img1", right)):
-                render_scene(scene, config.seed).save(folder / f"{stem}-{side}.png", format="PNG")
+                # Decoding the JPEG is ~10x faster than rendering again (and web images are JPEG-born too).
+                with Image.open(_coco_path(out, scene)) as image:
+                    image.convert("RGB").save(folder / f"{stem}-{side}.png", format="PNG", compress_level=1)
             for k, (sentence, label) in enumerate(
                 make_nlvr2_sentences(left, right, rng, config.nlvr2_sentences_per_pair)
             ):

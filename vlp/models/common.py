@@ -15,7 +15,7 @@ log = logging.getLogger("vlp.models")
 
 
 def patchify(pixel_values: Tensor, patch_size: int) -> Tensor:
-    """``[I, C, H, W]`` -> ``[I, (H/p)*(W/p), C*p*p]``, patches in row-major order, each flattened (C, p, p)."""
+    """``[I, C, H, W]`` -> ``[I, (H/p)*(W/p), C*p*p]``: patches row-major, each flattened as (C, p, p)."""
     images, channels, height, width = pixel_values.shape
     if height % patch_size or width % patch_size:
         raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {patch_size}")
@@ -48,7 +48,9 @@ def require_pixels(visual: VisualInput, arch: str) -> Tensor:
     return visual.pixel_values
 
 
-def unique_parameters(modules: Iterable[nn.Module | nn.Parameter | None], seen: set[int]) -> list[nn.Parameter]:
+def unique_parameters(
+    modules: Iterable[nn.Module | nn.Parameter | None], seen: set[int]
+) -> list[nn.Parameter]:
     """Trainable parameters of ``modules`` not in ``seen`` (ids; updated), in order."""
     out = []
     for item in modules:

@@ -42,7 +42,9 @@ def require_dir(path: str, what: str) -> Path:
     if not directory.is_dir():
         raise FileNotFoundError(f"{what}: pretrained directory not found: {directory}")
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"{what}: {directory / 'config.json'} not found (a Hugging Face model directory)")
+        raise FileNotFoundError(
+            f"{what}: {directory / 'config.json'} not found (a Hugging Face model directory)"
+        )
     return directory
 
 
@@ -193,7 +195,9 @@ def _mlm_head_state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def _load_mlm_head(head: MLMHead, directory: Path, tied: bool) -> bool:
     """Load the directory's MLM head weights into ``head``; False when the directory has none."""
-    state = _mlm_head_state(read_tensors(directory, ("cls.predictions.", "lm_head."), "model.text.pretrained"))
+    state = _mlm_head_state(
+        read_tensors(directory, ("cls.predictions.", "lm_head."), "model.text.pretrained")
+    )
     needed = {"transform.weight", "transform.bias", "norm.weight", "norm.bias", "bias"}
     if not needed <= state.keys():
         return False
@@ -364,7 +368,9 @@ def _vision_config_from_fields(cfg: VisionEncoderConfig):
         patch_size=cfg.patch_size,
     )
     if cfg.kind == "clip":
-        return CLIPVisionConfig(intermediate_size=cfg.intermediate_size, attention_dropout=cfg.dropout, **common)
+        return CLIPVisionConfig(
+            intermediate_size=cfg.intermediate_size, attention_dropout=cfg.dropout, **common
+        )
     if cfg.kind == "dinov2":
         return Dinov2Config(
             mlp_ratio=cfg.intermediate_size / cfg.hidden_size,
@@ -425,7 +431,9 @@ def build_vision_encoder(
         config = _vision_config_from_fields(cfg)
     target = cfg.image_size if hf_config is None else config.image_size
     if target % config.patch_size:
-        raise ValueError(f"model.vision.image_size {target} is not a multiple of the patch size {config.patch_size}")
+        raise ValueError(
+            f"model.vision.image_size {target} is not a multiple of the patch size {config.patch_size}"
+        )
 
     model_cls = _vision_model_class(config.model_type)
     kwargs = _vision_init_kwargs(config.model_type)

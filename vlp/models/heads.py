@@ -102,14 +102,20 @@ class Heads(nn.Module):
         unknown = sorted(set(task_heads) - set(TASK_HEADS))
         if unknown:
             raise ValueError(f"model.task_heads: unknown {unknown}; choose from {list(TASK_HEADS)}")
-        tie = word_embeddings if word_embeddings is not None and word_embeddings.shape[1] == hidden_size else None
+        tie = (
+            word_embeddings
+            if word_embeddings is not None and word_embeddings.shape[1] == hidden_size
+            else None
+        )
         self.mlm_head = MLMHead(hidden_size, vocab_size, tied_weight=tie)
         self.text_mlm_head = text_mlm
         self.itm_head = nn.Linear(pooled_size, 2)
         self.itc_text_proj = nn.Linear(text_hidden_size, itc_dim)
         self.itc_image_proj = nn.Linear(hidden_size, itc_dim)
         self.mvm_regress_head = PredictionHead(hidden_size, visual_target_dim)
-        self.mvm_classify_head = PredictionHead(hidden_size, num_region_labels) if num_region_labels > 0 else None
+        self.mvm_classify_head = (
+            PredictionHead(hidden_size, num_region_labels) if num_region_labels > 0 else None
+        )
         self.qa_head = ClassifierMLP(pooled_size, 2 * pooled_size, num_answers) if num_answers > 0 else None
         self.nlvr2_head = ClassifierMLP(2 * pooled_size, pooled_size, 2) if "nlvr2" in task_heads else None
         self.snli_ve_head = ClassifierMLP(pooled_size, pooled_size, 3) if "snli_ve" in task_heads else None
@@ -153,7 +159,9 @@ class Heads(nn.Module):
 
     def mvm_classify(self, hidden: Tensor) -> Tensor:
         """[M, D] -> region-label logits [M, num_region_labels]."""
-        return self._need(self.mvm_classify_head, "MVM classification", "set model.num_region_labels > 0")(hidden)
+        return self._need(self.mvm_classify_head, "MVM classification", "set model.num_region_labels > 0")(
+            hidden
+        )
 
     def qa(self, pooled: Tensor) -> Tensor:
         """[B, P] -> answer logits [B, num_answers]."""

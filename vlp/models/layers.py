@@ -29,7 +29,9 @@ def attention_bias(mask: Tensor | None) -> Tensor | None:
 class MultiHeadAttention(nn.Module):
     """Multi-head attention of ``x`` over ``context`` (itself when ``context`` is None)."""
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, context_size: int | None = None):
+    def __init__(
+        self, hidden_size: int, num_heads: int, dropout: float = 0.0, context_size: int | None = None
+    ):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")

@@ -77,7 +77,9 @@ class PatchEmbeddings(nn.Module):
     def __init__(self, hidden_size: int, image_size: int, patch_size: int, dropout: float = 0.0):
         super().__init__()
         if image_size % patch_size:
-            raise ValueError(f"model.vision.image_size {image_size} is not a multiple of patch_size {patch_size}")
+            raise ValueError(
+                f"model.vision.image_size {image_size} is not a multiple of patch_size {patch_size}"
+            )
         self.image_size = image_size
         self.patch_size = patch_size
         self.num_patches = (image_size // patch_size) ** 2
@@ -120,7 +122,8 @@ class RegionEmbeddings(nn.Module):
     def forward(self, features: Tensor, boxes: Tensor, token_mask: Tensor | None = None) -> Tensor:
         if features.shape[-1] != self.feature_dim:
             raise ValueError(
-                f"region features have {features.shape[-1]} dims but model.region_feature_dim is {self.feature_dim}"
+                f"region features have {features.shape[-1]} dims but model.region_feature_dim is "
+                f"{self.feature_dim}"
             )
         content = self.feature_norm(self.feature_proj(features))
         if token_mask is not None:  # masked regions keep their box, lose their feature
@@ -193,7 +196,8 @@ class SemVLP(nn.Module):
         else:
             raise ValueError(f"model.visual_input: expected patches or regions, got {cfg.visual_input!r}")
         self.layers = nn.ModuleList(
-            TransformerLayer(width, cfg.num_heads, cfg.intermediate_size, cfg.dropout) for _ in range(cfg.num_layers)
+            TransformerLayer(width, cfg.num_heads, cfg.intermediate_size, cfg.dropout)
+            for _ in range(cfg.num_layers)
         )
         self.cross_layers = nn.ModuleDict(
             {str(i): AttentionBlock(width, cfg.num_heads, cfg.dropout) for i in cross_layers}
@@ -246,7 +250,9 @@ class SemVLP(nn.Module):
         return indices
 
     @staticmethod
-    def _adopt_bert_config(cfg: ModelConfig, load_weights: bool, report: list[str]) -> tuple[Path | None, int]:
+    def _adopt_bert_config(
+        cfg: ModelConfig, load_weights: bool, report: list[str]
+    ) -> tuple[Path | None, int]:
         """With a BERT directory, its config decides the stack size.
 
         Returns the directory to load weights from (None: nothing to load) and BERT's vocabulary size.
@@ -265,8 +271,13 @@ class SemVLP(nn.Module):
                 f"model.text.pretrained: SemVLP initialises its stack from a BERT directory; {directory} "
                 f"holds model_type {bert.get('model_type')!r}"
             )
-        if bert.get("hidden_act", "gelu") != "gelu" or bert.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"model.text.pretrained: {directory} is not a plain BERT (gelu, absolute positions)")
+        if (
+            bert.get("hidden_act", "gelu") != "gelu"
+            or bert.get("position_embedding_type", "absolute") != "absolute"
+        ):
+            raise ValueError(
+                f"model.text.pretrained: {directory} is not a plain BERT (gelu, absolute positions)"
+            )
         fields = {
             "hidden_size": bert["hidden_size"],
             "num_layers": bert["num_hidden_layers"],
@@ -285,7 +296,11 @@ class SemVLP(nn.Module):
 
     def _load_bert(self, directory: Path, report: list[str]) -> None:
         weight_file(directory, "model.text.pretrained")
-        tensors = read_tensors(directory, ("bert.", "embeddings.", "encoder.", "pooler.", "cls.predictions."), "model.text.pretrained")
+        tensors = read_tensors(
+            directory,
+            ("bert.", "embeddings.", "encoder.", "pooler.", "cls.predictions."),
+            "model.text.pretrained",
+        )
         tensors = {k.removeprefix("bert."): v for k, v in tensors.items()}
         state = bert_to_stack_state(tensors)
         head_state = _mlm_head_state({k: v for k, v in tensors.items() if k.startswith("cls.")})
@@ -301,14 +316,18 @@ class SemVLP(nn.Module):
         expected = sum(1 for k in own if k.startswith(("text_embeddings.", "layers.")))
         loaded = sum(1 for k in state if k.startswith(("text_embeddings.", "layers.")))
         if loaded != expected:
-            raise ValueError(f"model.text.pretrained: {directory} covers {loaded} of {expected} stack tensors")
+            raise ValueError(
+                f"model.text.pretrained: {directory} covers {loaded} of {expected} stack tensors"
+            )
         report.append(f"stack: BERT weights loaded from {directory} (embeddings, {len(self.layers)} layers)")
         pooler = "text_pooler.dense.weight" in state
         report.append(f"text pooler: {'loaded' if pooler else 'initialised fresh'}")
         if "bias" in head_state:
             report.append(f"MLM head: loaded from {directory}")
         else:
-            report.append(f"MLM head: {directory} has none; initialised fresh (decoder tied to word embeddings)")
+            report.append(
+                f"MLM head: {directory} has none; initialised fresh (decoder tied to word embeddings)"
+            )
 
     def hf_configs(self) -> dict[str, Any]:
         return {}
@@ -334,7 +353,9 @@ class SemVLP(nn.Module):
             mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
             return ImageFeatures(hidden=hidden, mask=mask)
         if visual.region_features is None or visual.region_boxes is None:
-            raise ValueError("SemVLP (model.visual_input=regions) needs VisualInput.region_features and region_boxes")
+            raise ValueError(
+                "SemVLP (model.visual_input=regions) needs VisualInput.region_features and region_boxes"
+            )
         feats = visual.region_features
         check_visual_mask(visual_mask, feats.shape[0], 1 + feats.shape[1])
         hidden = self.visual_embeddings(feats, visual.region_boxes, visual_mask)

@@ -37,7 +37,7 @@ from vlp.models.outputs import FusedFeatures, ImageFeatures, TextFeatures
 
 
 class ViLTA(nn.Module):
-    """See the module docstring. ``hf_configs`` rebuilds the encoders from saved configs (no directory read)."""
+    """See the module docstring. ``hf_configs`` rebuilds the encoders from saved configs (no directory)."""
 
     arch = "vilta"
 
@@ -69,8 +69,12 @@ class ViLTA(nn.Module):
         self.text_proj = nn.Linear(self.text_encoder.hidden_size, width)
         self.image_proj = nn.Linear(self.vision_encoder.hidden_size, width)
         self.modality_embeddings = nn.Embedding(2, width)  # 0 = text, 1 = image
-        self.text_layers = nn.ModuleList(CoAttentionLayer(*layer_args) for _ in range(config.num_fusion_layers))
-        self.image_layers = nn.ModuleList(CoAttentionLayer(*layer_args) for _ in range(config.num_fusion_layers))
+        self.text_layers = nn.ModuleList(
+            CoAttentionLayer(*layer_args) for _ in range(config.num_fusion_layers)
+        )
+        self.image_layers = nn.ModuleList(
+            CoAttentionLayer(*layer_args) for _ in range(config.num_fusion_layers)
+        )
         self.text_pooler = Pooler(width)
         self.image_pooler = Pooler(width)
         for module in self._fusion_modules():
@@ -105,7 +109,10 @@ class ViLTA(nn.Module):
 
     def hf_configs(self) -> dict[str, Any]:
         """The encoders' Hugging Face configs, enough to rebuild the architecture without any directory."""
-        return {"text": self.text_encoder.hf_config.to_dict(), "vision": self.vision_encoder.hf_config.to_dict()}
+        return {
+            "text": self.text_encoder.hf_config.to_dict(),
+            "vision": self.vision_encoder.hf_config.to_dict(),
+        }
 
     # ----------------------------------------------------------------------- protocol
 
@@ -166,7 +173,13 @@ class ViLTA(nn.Module):
     def parameter_components(self) -> dict[str, list]:
         """Exclusive components for :func:`vlp.models.info.parameter_table`."""
         layers = [*self.text_layers, *self.image_layers]
-        fusion = [self.text_proj, self.image_proj, self.modality_embeddings, self.text_pooler, self.image_pooler]
+        fusion = [
+            self.text_proj,
+            self.image_proj,
+            self.modality_embeddings,
+            self.text_pooler,
+            self.image_pooler,
+        ]
         return {
             "text encoder": [self.text_encoder],
             "vision encoder": [self.vision_encoder],

@@ -230,6 +230,7 @@ class Trainer:
         self.extra_modules = {k: m.to(device) for k, m in (extra_modules or {}).items()}
         self.step_module = TrainStep(self.model, objective, loss_weights, self.extra_modules)
         self.fsdp = bool(cfg.fsdp and self.dist.distributed)
+        self._replicated: list[nn.Parameter] = []
         if cfg.fsdp and not self.dist.distributed:
             log.warning("train.fsdp is set but this is a single process: training without sharding")
         self.wrapped: nn.Module = self.step_module
@@ -259,17 +260,56 @@ class Trainer:
 
         Blocks must be called through their ``forward``; everything else is gathered when ``TrainStep``
         runs. Autocast provides bf16 compute as without FSDP; parameters and gradients stay fp32.
+        FSDP cannot shard scalar parameters (e.g. a learnable temperature): those stay replicated and
+        their gradients are averaged over the processes by :meth:`_sync_replicated_grads`.
         """
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
         mesh = init_device_mesh(self.device.type, (self.dist.world_size,))
+        self._replicated = [p for p in self.step_module.parameters() if p.ndim == 0]
+        ignored = set(self._replicated)
         for module in self.model.modules():
             if isinstance(module, nn.ModuleList):
                 for block in module:
-                    if any(p.requires_grad for p in block.parameters()):
-                        fully_shard(block, mesh=mesh)
-        fully_shard(self.step_module, mesh=mesh)
+                    if any(p.requires_grad and p.ndim > 0 for p in block.parameters()):
+                        fully_shard(block, mesh=mesh, ignored_params=ignored)
+        fully_shard(self.step_module, mesh=mesh, ignored_params=ignored)
+
+    def _sync_replicated_grads(self) -> None:
+        """FSDP: average the gradients of the parameters FSDP leaves alone (scalars) over the processes."""
+        import torch.distributed as dist
+
+        for p in self._replicated:
+            if not p.requires_grad:
+                continue
+            if p.grad is None:  # unused on this process this step; the others may have used it
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(self.dist.world_size)
+
+    def _clip_gradients(self) -> Tensor:
+        """Clip the global gradient norm to ``clip_norm`` and return the norm before clipping."""
+        if not self.fsdp:
+            return torch.nn.utils.clip_grad_norm_(self._params, self.cfg.clip_norm).detach()
+        from torch.distributed.tensor import DTensor
+
+        grads = [p.grad for p in self._params if p.grad is not None]
+        squares = []
+        for group in (
+            [g for g in grads if isinstance(g, DTensor)],
+            [g for g in grads if not isinstance(g, DTensor)],
+        ):
+            if group:
+                norm = torch.nn.utils.get_total_norm(group)
+                norm = norm.full_tensor() if isinstance(norm, DTensor) else norm
+                squares.append(norm.float().pow(2))
+        total = torch.stack(squares).sum().sqrt() if squares else torch.zeros((), device=self.device)
+        coef = min(1.0, self.cfg.clip_norm / (total.item() + 1e-6))
+        if coef < 1.0:
+            for g in grads:
+                g.mul_(coef)
+        return total
 
     def _autocast(self):
         dtype = PRECISIONS[self.cfg.precision]
@@ -423,14 +463,13 @@ class Trainer:
         if all_reduce_max(1.0 if bad_here else 0.0) > 0:
             self._fail_non_finite(step_losses, bad_here)
 
+        if self.fsdp:
+            self._sync_replicated_grads()
         grad_norm = None
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if cfg.clip_norm > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self._params, cfg.clip_norm)
-            if hasattr(grad_norm, "full_tensor"):
-                grad_norm = grad_norm.full_tensor()
-            grad_norm = grad_norm.detach()
+            grad_norm = self._clip_gradients()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -1,0 +1,171 @@
+"""Model checkpoints as Hugging Face-style directories: ``config.json`` + ``model.safetensors`` (+ tokenizer).
+
+``config.json`` holds the :class:`~vlp.config.ModelConfig` (as built: fields a pretrained directory
+decided are filled in), the vocabulary size, the architecture, a format version, the encoders' own
+Hugging Face configs (so no pretrained directory is needed to load) and free-form ``extra``.
+Tied tensors (an MLM decoder sharing the word embeddings) are stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vlp.config import config_from_dict, config_to_dict
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _storage_key(tensor: Tensor) -> tuple:
+    storage = tensor.untyped_storage().data_ptr()
+    return (storage, tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
+
+
+def shared_groups(state: dict[str, Tensor]) -> list[list[str]]:
+    """Names of tensors that are views of the same memory (tied weights), in state order."""
+    groups: dict[tuple, list[str]] = {}
+    for name, tensor in state.items():
+        groups.setdefault(_storage_key(tensor), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_pretrained(
+    model: nn.Module,
+    directory: str | Path,
+    tokenizer: Any = None,
+    extra_config: dict | None = None,
+) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and (when given) the tokenizer files to ``directory``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    for names in shared_groups(state):
+        for alias in names[1:]:
+            del state[alias]
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}
+    config = {
+        "vlp_format_version": FORMAT_VERSION,
+        "arch": model.arch,
+        "vocab_size": model.vocab_size,
+        "model": config_to_dict(model.config),
+        "hf_configs": model.hf_configs(),
+        "extra": extra_config or {},
+    }
+    metadata = {"format": "pt", "vlp_format_version": str(FORMAT_VERSION)}
+    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=metadata))
+    _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """The checkpoint's ``config.json`` as a dict, checked for the fields :func:`load` needs."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint config not found: {path}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from err
+    version = config.get("vlp_format_version")
+    if version is None:
+        raise ValueError(f"{path}: not a vlp checkpoint (no 'vlp_format_version'; a plain HF model?)")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {version} is newer than this vlp ({FORMAT_VERSION})")
+    missing = [key for key in ("arch", "vocab_size", "model") if key not in config]
+    if missing:
+        raise ValueError(f"{path}: missing fields {missing}")
+    return config
+
+
+def _read_weights(directory: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    path = directory / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint weights not found: {path}")
+    return load_file(str(path))
+
+
+def load(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model saved in ``directory`` (no pretrained directory needed) in eval mode."""
+    from vlp.models import construct_model
+
+    directory = Path(directory)
+    config = read_config(directory)
+    model_cfg = config_from_dict({"model": config["model"]}).model
+    if model_cfg.arch != config["arch"]:
+        raise ValueError(f"{directory / CONFIG_NAME}: arch {config['arch']!r} disagrees with model.arch")
+    model = construct_model(
+        model_cfg, config["vocab_size"], load_weights=False, hf_configs=config.get("hf_configs", {})
+    )
+    missing = _load_state(model, _read_weights(directory), directory)
+    if missing:
+        described = _describe(missing, model.state_dict())
+        raise ValueError(f"{directory / WEIGHTS_NAME}: missing tensors {described}")
+    return model.to(device).eval()
+
+
+def load_into(model: nn.Module, directory: str | Path) -> list[str]:
+    """Load a (pre-training) checkpoint into ``model``, which may have extra (task) heads.
+
+    Returns the modules of ``model`` the checkpoint did not cover (they keep their fresh initialisation),
+    e.g. ``["heads.qa_head"]``, and logs them. Unexpected keys or shape mismatches are an error.
+    """
+    directory = Path(directory)
+    config = read_config(directory)
+    if config["arch"] != model.arch:
+        raise ValueError(f"{directory}: a {config['arch']} checkpoint cannot load into a {model.arch} model")
+    missing = _load_state(model, _read_weights(directory), directory)
+    modules = sorted({".".join(name.split(".")[:2]) for name in missing})
+    for module in modules:
+        log.info("initialised fresh (not in %s): %s", directory, module)
+    return modules
+
+
+def _describe(names: list[str], state: dict[str, Tensor]) -> str:
+    return ", ".join(f"{name} {list(state[name].shape)}" for name in names)
+
+
+def _load_state(model: nn.Module, state: dict[str, Tensor], directory: Path) -> list[str]:
+    """Copy ``state`` into ``model``; returns the model keys not covered. Tied aliases count as covered."""
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [name for name in state if name in own and state[name].shape != own[name].shape]
+    if unexpected or mismatched:
+        problems = []
+        if unexpected:
+            problems.append(f"unexpected keys: {_describe(unexpected, state)}")
+        if mismatched:
+            problems.append(
+                "shape mismatches: "
+                + ", ".join(
+                    f"{n} checkpoint {list(state[n].shape)} vs model {list(own[n].shape)}" for n in mismatched
+                )
+            )
+        raise ValueError(f"{directory / WEIGHTS_NAME} does not fit this model: " + "; ".join(problems))
+    covered = set(state)
+    for names in shared_groups(own):
+        if covered.intersection(names):
+            covered.update(names)
+    model.load_state_dict(state, strict=False)
+    return [name for name in own if name not in covered]
