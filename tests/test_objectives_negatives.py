@@ -185,3 +185,25 @@ def test_bad_settings_are_named():
         sample_replacements(torch.zeros(1, V), torch.tensor([2]), torch.ones(V + 1, dtype=torch.bool))
     with pytest.raises(ValueError, match="temperature"):
         sample_replacements(torch.zeros(1, V), torch.tensor([2]), REPLACEABLE, temperature=0)
+
+
+def test_a_cold_sampling_temperature_takes_the_best_other_token():
+    logits = torch.tensor([[0.0, 0, 3.0, 2.9, 2.8, 0, 0, 0, 0, 0, 0, 0]] * 50)
+    tokens, ok = sample_replacements(logits, torch.full((50,), 2), REPLACEABLE, temperature=1e-3)
+    assert ok.all() and (tokens == 3).all()
+    hot, _ = sample_replacements(logits, torch.full((50,), 2), REPLACEABLE, temperature=100.0)
+    assert len(set(hot.tolist())) > 3  # near uniform over the 7 other replaceable tokens
+
+
+def test_a_guard_with_another_vocabulary_is_named():
+    ids, mask = _captions()
+    cfg = SynthesizedNegativeConfig(per_positive=1, synonym_guard_k=2)
+
+    def predict(masked, m, positions):
+        return torch.zeros(int(positions.sum()), V)
+
+    def teacher(masked, m, positions):
+        return torch.zeros(int(positions.sum()), V + 3)
+
+    with pytest.raises(ValueError, match="share the model's vocabulary"):
+        synthesize_captions(ids, mask, predict, REPLACEABLE, MASK, cfg, guard=teacher)

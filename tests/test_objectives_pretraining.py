@@ -409,3 +409,12 @@ def test_a_few_steps_lower_the_loss():
         optimizer.step()
     torch.manual_seed(0)
     assert total().item() < 0.7 * first
+
+
+def test_unattached_temperature_module_gets_the_gradient():
+    # the trainer may keep the module beside the model (its extra modules) instead of attaching it
+    model = FakeModel()
+    objectives = PretrainingObjectives(config({"itc": 1.0}), model)
+    (module,) = objectives.trainable_modules().values()
+    objectives(model, make_batch(), step=0).losses["itc"].backward()
+    assert module.log_scale.grad is not None and module.log_scale.grad.abs() > 0

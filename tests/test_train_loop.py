@@ -69,6 +69,8 @@ class ToyModel(nn.Module):
         h = self.drop(self.norm(torch.relu(self.encoder(x))))
         for block in self.blocks:
             h = h + torch.tanh(block(h))
+            if mode == "two":  # a shared block run twice in one forward, as SemVLP's two-stream mode does
+                h = h + 0.5 * torch.tanh(block(h))
         if mode == "two":
             h = h + self.cross(h)
         return h

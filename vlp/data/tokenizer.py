@@ -68,8 +68,11 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
 def _word_counts(texts: Iterable[str], normalizer, pre_tokenizer) -> dict[str, int]:
     """Words after BERT normalisation and pre-tokenisation, with counts, in first-seen order."""
     counts: dict[str, int] = {}
-    for text in texts:
-        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+    texts = list(texts)
+    # Texts go through in chunks joined by newlines (a word boundary): one call per chunk, not per text.
+    for start in range(0, len(texts), 1000):
+        chunk = "\n".join(texts[start : start + 1000])
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(chunk)):
             counts[word] = counts.get(word, 0) + 1
     return counts
 

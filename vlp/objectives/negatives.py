@@ -12,6 +12,7 @@
 Every pair of the same group is excluded, so a negative is never the positive's own image.
 A positive with no candidate in the drawn direction uses the other direction; with none at all it gets no
 negative of that source (a batch of one image has no random or hard negatives).
+Randomness comes from the global torch RNG, or from an optional ``generator`` on the tensors' device.
 """
 
 from __future__ import annotations
@@ -242,6 +243,11 @@ def synthesize_captions(
         banned = None
         if guard is not None and cfg.synonym_guard_k > 0:
             guard_logits = guard(masked, mask, chosen)
+            if guard_logits.shape != logits.shape:
+                raise ValueError(
+                    f"synonym guard (the teacher) predicts {tuple(guard_logits.shape)} but the model "
+                    f"{tuple(logits.shape)}: the teacher must share the model's vocabulary"
+                )
             k = min(cfg.synonym_guard_k, guard_logits.shape[1])
             top = guard_logits.topk(k, dim=1).indices
             banned = torch.zeros_like(guard_logits, dtype=torch.bool).scatter_(1, top, True)

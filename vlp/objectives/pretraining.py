@@ -13,15 +13,18 @@ and skips its work):
    masks in one pass, LXMERT-style; with MLM off, MVM fuses the clean captions).
 
 Trainable computation goes only through the ``model`` argument of :meth:`PretrainingObjectives.__call__`
-(the trainer may hand in a wrapped model). The learnable ITC temperature lives outside the model: attach
-the modules of :meth:`PretrainingObjectives.trainable_modules` to the model *before* building the
-optimizer (and before wrapping it for DDP)::
+(the trainer may hand in a wrapped model). The learnable ITC temperature lives outside the model: give
+the modules of :meth:`PretrainingObjectives.trainable_modules` to the optimizer *before* building it (and
+before wrapping for DDP/FSDP), either as the trainer's extra modules
+(``vlp.train.loop.TrainStep(model, objectives, weights, extra_modules=objectives.trainable_modules())``)
+or attached to the model::
 
     objectives = PretrainingObjectives(cfg.objectives, model, vocab_mask, mask_token_id=tok.mask_token_id)
     for name, module in objectives.trainable_modules().items():
         model.add_module(name, module)   # now in model.parameters() and model.state_dict()
     objectives.to(device)                # the frozen teacher
 
+Either way the objectives use that same module object (found on the model by name when attached).
 The teacher (soft labels, synonym guard) and the caption generator run without gradients.
 """
 
@@ -156,9 +159,9 @@ class PretrainingObjectives:
         return [name for name in LOSS_NAMES if name in self.weights]
 
     def trainable_modules(self) -> dict[str, nn.Module]:
-        """Modules with parameters the optimiser must update (the learnable ITC temperature), by the
-        attribute name to attach them under: ``model.add_module(name, module)`` before building the
-        optimizer. Empty when there are none."""
+        """Modules with parameters the optimiser must update (the learnable ITC temperature), by name:
+        pass them to the trainer as extra modules, or attach them with ``model.add_module(name, module)``,
+        before building the optimizer. Empty when there are none."""
         if self.temperature is not None and isinstance(self.temperature.log_scale, nn.Parameter):
             return {TEMPERATURE_MODULE: self.temperature}
         return {}

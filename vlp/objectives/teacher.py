@@ -104,6 +104,7 @@ def teacher_predict(
     teacher: nn.Module, input_ids: Tensor, attention_mask: Tensor, positions: Tensor
 ) -> Tensor:
     """The teacher's logits [M, V] at ``positions``, on the teacher's device, returned on the input's."""
-    device = next(teacher.parameters()).device
+    param = next(teacher.parameters(), None)
+    device = param.device if param is not None else input_ids.device
     logits = teacher(input_ids.to(device), attention_mask.to(device), positions.to(device))
     return logits.to(input_ids.device)
