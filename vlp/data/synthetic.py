@@ -319,7 +319,7 @@ def _sentence(text: str) -> str:
     return text[0].upper() + text[1:] + ("" if text.endswith((".", "?")) else ".")
 
 
-def name(rng: random.Random, obj: SceneObject, keys: Sequence[str] = ("size", "colour", "shape")) -> str:
+def describe(rng: random.Random, obj: SceneObject, keys: Sequence[str] = ("size", "colour", "shape")) -> str:
     """An object's noun phrase with synonyms drawn at random: "big crimson ball"."""
     words = []
     if "size" in keys:
@@ -331,7 +331,7 @@ def name(rng: random.Random, obj: SceneObject, keys: Sequence[str] = ("size", "c
 
 
 def _loose_name(rng: random.Random, obj: SceneObject) -> str:
-    return name(rng, obj, ("size", "colour", "shape") if rng.random() < 0.5 else ("colour", "shape"))
+    return describe(rng, obj, ("size", "colour", "shape") if rng.random() < 0.5 else ("colour", "shape"))
 
 
 def _relation_pairs(scene: Scene) -> list[tuple[SceneObject, str, SceneObject]]:
@@ -385,8 +385,8 @@ def _cap_count(rng: random.Random, scene: Scene) -> str | None:
         obj = scene.objects[0]
         return rng.choice(
             (
-                f"a single {name(rng, obj)} on a {background} background",
-                f"just one {name(rng, obj)} in the picture",
+                f"a single {describe(rng, obj)} on a {background} background",
+                f"just one {describe(rng, obj)} in the picture",
             )
         )
     noun = rng.choice(("shapes", "objects", "figures"))
@@ -482,7 +482,7 @@ def make_captions(scene: Scene, seed: int, count: int = 5) -> list[str]:
         if text and _sentence(text) not in captions:
             captions.append(_sentence(text))
     while len(captions) < count:  # a scene with little to say: repeat rather than invent
-        captions.append(captions[len(captions) % max(1, len(captions))])
+        captions.append(captions[0])
     return captions
 
 
@@ -523,7 +523,7 @@ def _q_colour(rng: random.Random, scene: Scene) -> Question | None:
     if not options:
         return None
     obj, keys = rng.choice(options)
-    ref = name(rng, obj, keys)
+    ref = describe(rng, obj, keys)
     text = rng.choice((f"What color is the {ref}?", f"What is the color of the {ref}?"))
     return Question(
         "colour", text, obj.colour, "other", "what color is the", f"The {ref} is {obj.colour}.",
@@ -584,8 +584,8 @@ def _q_relation(rng: random.Random, scene: Scene) -> Question | None:
     a, rel, b = rng.choice(pairs)
     truth = rng.random() < 0.5
     asked = rel if truth else OPPOSITE[rel]
-    name_a = name(rng, a, unique_naming(scene, a) or ())
-    name_b = name(rng, b, unique_naming(scene, b) or ())
+    name_a = describe(rng, a, unique_naming(scene, a) or ())
+    name_b = describe(rng, b, unique_naming(scene, b) or ())
     text = f"Is the {name_a} {_pick(rng, RELATION_WORDS[asked])} the {name_b}?"
     full = f"{'Yes' if truth else 'No'}, the {name_a} is {RELATION_WORDS[rel][0]} the {name_b}."
     return Question("relation", text, "yes" if truth else "no", "yes/no", "is the", full, _yes_no(truth))
@@ -747,7 +747,7 @@ def _snli_entailment(rng: random.Random, scene: Scene) -> str:
     obj = rng.choice(scene.objects)
     n = len(scene.objects)
     options = [
-        f"There is {_article(name(rng, obj, ('colour', 'shape')))} in the picture.",
+        f"There is {_article(describe(rng, obj, ('colour', 'shape')))} in the picture.",
         f"The image shows {_number(n)} {'shape' if n == 1 else 'shapes'}.",
         f"At least one shape is {_pick(rng, COLOUR_WORDS[obj.colour])}.",
         f"The picture contains {_article(_pick(rng, SHAPE_WORDS[obj.shape]))}.",
@@ -755,9 +755,8 @@ def _snli_entailment(rng: random.Random, scene: Scene) -> str:
     pairs = _relation_pairs(scene)
     if pairs:
         a, rel, b = rng.choice(pairs)
-        options.append(
-            f"A {name(rng, a, ('shape',))} is {_pick(rng, RELATION_WORDS[rel])} a {name(rng, b, ('shape',))}."
-        )
+        first, second = describe(rng, a, ("shape",)), describe(rng, b, ("shape",))
+        options.append(f"A {first} is {_pick(rng, RELATION_WORDS[rel])} a {second}.")
     return rng.choice(options)
 
 
@@ -782,7 +781,7 @@ def _snli_contradiction(rng: random.Random, scene: Scene) -> str:
 
 def _snli_neutral(rng: random.Random, scene: Scene) -> str:
     obj = rng.choice(scene.objects)
-    return f"The {name(rng, obj, ('colour', 'shape'))} {rng.choice(NEUTRAL_PREDICATES)}."
+    return f"The {describe(rng, obj, ('colour', 'shape'))} {rng.choice(NEUTRAL_PREDICATES)}."
 
 
 SNLI_LABELS = (
