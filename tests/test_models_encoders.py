@@ -10,8 +10,12 @@ from vlp.config import ModelConfig, TextEncoderConfig, VisionEncoderConfig
 from vlp.models import build_model
 from vlp.models.encoders import build_text_encoder, build_vision_encoder, resize_position_embeddings
 
-TINY_TEXT = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
-TINY_VISION = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, patch_size=8)
+TINY_TEXT = dict(
+    vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+)
+TINY_VISION = dict(
+    hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, patch_size=8
+)
 
 
 def minilm_path() -> str:
@@ -74,7 +78,9 @@ def test_text_encoder_grows_embeddings_for_a_larger_tokenizer(tmp_path):
     from transformers import BertConfig, BertForMaskedLM
 
     BertForMaskedLM(BertConfig(**TINY_TEXT)).save_pretrained(tmp_path / "bert")
-    encoder, head, report = build_text_encoder(TextEncoderConfig(pretrained=str(tmp_path / "bert")), vocab_size=64)
+    encoder, head, report = build_text_encoder(
+        TextEncoderConfig(pretrained=str(tmp_path / "bert")), vocab_size=64
+    )
     assert encoder.word_embeddings.shape == (64, 16)
     assert head(torch.randn(3, 16)).shape == (3, 64)
     assert any("resized 60 -> 64" in line for line in report)
@@ -129,8 +135,12 @@ def _save_vision(tmp_path, kind: str, image_size: int = 32):
         cfg = {k: v for k, v in TINY_VISION.items() if k != "intermediate_size"}
         model = Dinov2Model(Dinov2Config(image_size=image_size, mlp_ratio=2, **cfg))
     else:  # a full CLIP directory: the vision tower is taken from it
-        text = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-        full = CLIPModel(CLIPConfig(text_config=text, vision_config=dict(image_size=image_size, **TINY_VISION)))
+        text = dict(
+            vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+        full = CLIPModel(
+            CLIPConfig(text_config=text, vision_config=dict(image_size=image_size, **TINY_VISION))
+        )
         full.save_pretrained(tmp_path / kind)
         return full.vision_model.eval()
     model.save_pretrained(tmp_path / kind)
@@ -166,12 +176,16 @@ def test_vision_encoder_matches_hf_with_interpolated_positions(tmp_path, kind, i
 def test_vision_patch_size_must_match_the_checkpoint(tmp_path):
     _save_vision(tmp_path, "vit")
     with pytest.raises(ValueError, match="patch_size=8"):
-        build_vision_encoder(VisionEncoderConfig(pretrained=str(tmp_path / "vit"), image_size=32, patch_size=16))
+        build_vision_encoder(
+            VisionEncoderConfig(pretrained=str(tmp_path / "vit"), image_size=32, patch_size=16)
+        )
 
 
 @pytest.mark.parametrize("kind", ["vit", "clip", "dinov2"])
 def test_masked_patches_lose_their_pixels(kind):
-    cfg = VisionEncoderConfig(kind=kind, image_size=32, patch_size=8, hidden_size=16, num_heads=2, num_layers=1)
+    cfg = VisionEncoderConfig(
+        kind=kind, image_size=32, patch_size=8, hidden_size=16, num_heads=2, num_layers=1
+    )
     encoder, _ = build_vision_encoder(cfg)
     encoder.eval()
     pixels = torch.randn(2, 3, 32, 32)
@@ -187,7 +201,9 @@ def test_masked_patches_lose_their_pixels(kind):
 
 
 def test_vision_encoder_rejects_wrong_image_size():
-    encoder, _ = build_vision_encoder(VisionEncoderConfig(image_size=32, patch_size=8, hidden_size=16, num_heads=2))
+    encoder, _ = build_vision_encoder(
+        VisionEncoderConfig(image_size=32, patch_size=8, hidden_size=16, num_heads=2)
+    )
     with pytest.raises(ValueError, match="expects 32x32"):
         encoder(torch.randn(1, 3, 40, 40))
 

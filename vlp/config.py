@@ -97,6 +97,9 @@ class VisionEncoderConfig:
 @dataclass
 class ModelConfig:
     arch: str = "vilta"  # vilta | semvlp
+    # A vlp checkpoint directory (save_pretrained) to start from, e.g. the output of a text-only MLM
+    # stage; modules it does not cover keep their fresh initialisation and are logged.
+    init_from: str = ""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     vision: VisionEncoderConfig = field(default_factory=VisionEncoderConfig)
     # Fusion (ViLTA) / shared stack (SemVLP) width.

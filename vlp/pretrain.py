@@ -17,7 +17,7 @@ from vlp.data.masking import replaceable_vocab_mask
 from vlp.data.pipeline import build_pretrain_loaders
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model
-from vlp.models.checkpoint import save_pretrained
+from vlp.models.checkpoint import load_into, save_pretrained
 from vlp.objectives.pretraining import PretrainingObjectives
 from vlp.train.distributed import init_distributed
 from vlp.train.loop import Trainer
@@ -59,6 +59,9 @@ def pretrain(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     if answer_vocab and config.objectives.weights.get("qa", 0) > 0:
         model_cfg = dataclasses.replace(model_cfg, num_answers=len(answer_vocab))
     model = build_model(model_cfg, vocab_size=len(tokenizer))
+    if model_cfg.init_from:
+        fresh = load_into(model, model_cfg.init_from)
+        log.info("initialised from %s; fresh: %s", model_cfg.init_from, ", ".join(fresh) or "nothing")
 
     synth = config.objectives.itm.synthesized
     replaceable = replaceable_vocab_mask(tokenizer, synth.replaceable, size=model.vocab_size)

@@ -372,8 +372,13 @@ def _vision_config_from_fields(cfg: VisionEncoderConfig):
             intermediate_size=cfg.intermediate_size, attention_dropout=cfg.dropout, **common
         )
     if cfg.kind == "dinov2":
+        if cfg.intermediate_size % cfg.hidden_size:
+            raise ValueError(
+                f"model.vision.intermediate_size {cfg.intermediate_size} must be a multiple of hidden_size "
+                f"{cfg.hidden_size} for DINOv2 (it takes an integer mlp_ratio)"
+            )
         return Dinov2Config(
-            mlp_ratio=cfg.intermediate_size / cfg.hidden_size,
+            mlp_ratio=cfg.intermediate_size // cfg.hidden_size,
             hidden_dropout_prob=cfg.dropout,
             attention_probs_dropout_prob=cfg.dropout,
             **common,

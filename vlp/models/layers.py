@@ -107,9 +107,11 @@ class CoAttentionLayer(nn.Module):
     def forward(
         self, x: Tensor, other: Tensor, bias: Tensor | None = None, other_bias: Tensor | None = None
     ) -> Tensor:
-        x = self.self_attn(x, bias=bias)
-        x = self.cross_attn(x, other, other_bias)
-        return self.ffn(x)
+        return self.attend_other(self.self_attn(x, bias=bias), other, other_bias)
+
+    def attend_other(self, x: Tensor, other: Tensor, other_bias: Tensor | None = None) -> Tensor:
+        """The steps after self-attention: cross-attention to ``other``, then FFN."""
+        return self.ffn(self.cross_attn(x, other, other_bias))
 
 
 class Pooler(nn.Module):

@@ -384,12 +384,22 @@ class SemVLP(nn.Module):
             joint = self.run_stack(torch.cat([v, t], dim=1), torch.cat([v_mask, t_mask], dim=1))
             v, t = joint[:, :n_image], joint[:, n_image:]
         else:
+            # Below the first cross-attention layer the image stream sees the image alone: run those
+            # layers once per image, then gather.
+            first_cross = min((int(key) for key in self.cross_layers), default=len(self.layers))
+            v = image.hidden
+            v_bias = attention_bias(image.mask)
+            for layer in self.layers[:first_cross]:
+                v = layer(v, v_bias)
+            v = v[image_index]
             t_bias, v_bias = attention_bias(t_mask), attention_bias(v_mask)
             for index, layer in enumerate(self.layers):
-                cross = self.cross_layers[str(index)] if str(index) in self.cross_layers else None
-                if cross is not None:
-                    t, v = cross(t, v, v_bias), cross(v, t, t_bias)
-                t, v = layer(t, t_bias), layer(v, v_bias)
+                if index >= first_cross:
+                    if str(index) in self.cross_layers:
+                        cross = self.cross_layers[str(index)]
+                        t, v = cross(t, v, v_bias), cross(v, t, t_bias)
+                    v = layer(v, v_bias)
+                t = layer(t, t_bias)
         pooled = torch.cat([self.text_pooler(t), self.image_pooler(v)], dim=-1)
         return FusedFeatures(text=t, image=v, text_mask=t_mask, image_mask=v_mask, pooled=pooled)
 

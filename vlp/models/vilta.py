@@ -132,12 +132,22 @@ class ViLTA(nn.Module):
     def fuse(
         self, text: TextFeatures, image: ImageFeatures, image_index: Tensor, mode: str | None = None
     ) -> FusedFeatures:
-        """Pair text ``b`` with image ``image_index[b]`` (a gather; images are not re-encoded)."""
+        """Pair text ``b`` with image ``image_index[b]`` (a gather; images are not re-encoded).
+
+        The first image self-attention depends on the image alone, so it runs once per image and is
+        gathered with the image states; the rest runs per pair.
+        """
         t, t_mask = text.hidden, text.mask
         v, v_mask = image.hidden[image_index], image.mask[image_index]
         t_bias, v_bias = attention_bias(t_mask), attention_bias(v_mask)
-        for text_layer, image_layer in zip(self.text_layers, self.image_layers, strict=True):
-            t, v = text_layer(t, v, t_bias, v_bias), image_layer(v, t, v_bias, t_bias)
+        layers = zip(self.text_layers, self.image_layers, strict=True)
+        for index, (text_layer, image_layer) in enumerate(layers):
+            if index == 0:
+                v_self = image_layer.self_attn(image.hidden, bias=attention_bias(image.mask))[image_index]
+            else:
+                v_self = image_layer.self_attn(v, bias=v_bias)
+            t_self = text_layer.self_attn(t, bias=t_bias)
+            t, v = text_layer.attend_other(t_self, v, v_bias), image_layer.attend_other(v_self, t, t_bias)
         pooled = torch.cat([self.text_pooler(t), self.image_pooler(v)], dim=-1)
         return FusedFeatures(text=t, image=v, text_mask=t_mask, image_mask=v_mask, pooled=pooled)
 

@@ -29,13 +29,19 @@ def pair_rows(
 
 def itm_loss(logits: Tensor, labels: Tensor, sources: Tensor) -> tuple[Tensor, dict[str, float]]:
     """Cross-entropy of ``logits`` [R, 2] against ``labels`` [R] (1 = match); accuracy overall and per
-    source (``itm_acc_positive``, ``itm_acc_random``, ...; only the sources present)."""
+    source (``itm_acc_positive``, ``itm_acc_random``, ...; only the sources present) and the mean of the
+    accuracies on matches and on non-matches (``itm_acc_balanced``)."""
     if labels.numel() == 0:
         return zero_loss(logits), {}
     loss = F.cross_entropy(logits.float(), labels)
     with torch.no_grad():
         correct = (logits.argmax(1) == labels).float()
         metrics = {"itm_acc": correct.mean().item()}
+        if (labels == 1).any() and (labels == 0).any():
+            # chance is 0.5 whatever the number of negatives per positive
+            metrics["itm_acc_balanced"] = 0.5 * (
+                correct[labels == 1].mean().item() + correct[labels == 0].mean().item()
+            )
         for code, name in enumerate(SOURCES):
             rows = sources == code
             if rows.any():
