@@ -26,7 +26,10 @@ from vlp.objectives.pretraining import PretrainingObjectives
 from vlp.train.optim import build_optimizer
 
 VILTA_VARIANTS = {
-    "MLM+ITM (baseline)": ["objectives.soft_labels.enabled=false", "objectives.itm.synthesized.per_positive=0"],
+    "MLM+ITM (baseline)": [
+        "objectives.soft_labels.enabled=false",
+        "objectives.itm.synthesized.per_positive=0",
+    ],
     "+soft labels": ["objectives.soft_labels.enabled=true", "objectives.itm.synthesized.per_positive=0"],
     "+synthesized negatives": [
         "objectives.soft_labels.enabled=false",
@@ -106,8 +109,10 @@ def main() -> None:
                 times[name].append(elapsed)
 
     base = statistics.median(next(iter(times.values())))
-    print(f"preset {args.preset}, batch {args.batch_size}, {args.threads} threads, "
-          f"{args.steps} timed steps per variant (median)")
+    print(
+        f"preset {args.preset}, batch {args.batch_size}, {args.threads} threads, "
+        f"{args.steps} timed steps per variant (median)"
+    )
     print(f"{'variant':<26} {'step ms':>9} {'ratio':>7}")
     for name, values in times.items():
         median = statistics.median(values)

@@ -48,11 +48,16 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
     from vlp.pretrain import pretrain
 
     config = load_config(args.config, args.overrides)
-    pretrain(config, args.out, resume=args.resume)
+    result = pretrain(config, args.out, resume=args.resume)
+    print(f"done: {args.out}/final after step {result.get('step')}")
+    for key in sorted(k for k in result if k != "step"):
+        print(f"  {key:<28} {result[key]:.4f}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlp", description="Vision-language pre-training: ViLTA and SemVLP.")
+    parser = argparse.ArgumentParser(
+        prog="vlp", description="Vision-language pre-training: ViLTA and SemVLP."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="datasets: synthesize, pack, train a tokenizer")

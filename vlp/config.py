@@ -119,6 +119,11 @@ class ModelConfig:
     num_region_labels: int = 0  # >0 enables MVM label classification
     # Contrastive embedding size (ITC).
     itc_dim: int = 64
+    # How a sequence becomes one vector for the poolers and the ITC embeddings: "cls" (the first token, as
+    # METER/LXMERT do with pretrained encoders) or "mean" (masked mean over tokens). Our choice for the
+    # from-scratch tiny presets is "mean": at random initialisation every [CLS] state is nearly the same
+    # vector, and ITC/ITM then stay at chance for hundreds of steps.
+    pooling: str = "cls"
     # Answer vocabulary size for QA heads (0 = no QA head).
     num_answers: int = 0
     # Extra task heads to build: nlvr2 (pair of pooled encodings -> 2) | snli_ve (pooled -> 3).

@@ -114,15 +114,31 @@ class CoAttentionLayer(nn.Module):
         return self.ffn(self.cross_attn(x, other, other_bias))
 
 
-class Pooler(nn.Module):
-    """First token -> dense -> tanh."""
+POOLING_MODES = ("cls", "mean")
 
-    def __init__(self, hidden_size: int):
+
+def pool_tokens(hidden: Tensor, mask: Tensor, mode: str) -> Tensor:
+    """[N, T, D] -> [N, D]: the first token ("cls") or the mean over the real tokens ("mean")."""
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "mean":
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    raise ValueError(f"model.pooling: expected one of {POOLING_MODES}, got {mode!r}")
+
+
+class Pooler(nn.Module):
+    """First token (or masked mean, see :func:`pool_tokens`) -> dense -> tanh."""
+
+    def __init__(self, hidden_size: int, mode: str = "cls"):
         super().__init__()
+        if mode not in POOLING_MODES:
+            raise ValueError(f"model.pooling: expected one of {POOLING_MODES}, got {mode!r}")
+        self.mode = mode
         self.dense = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, hidden: Tensor) -> Tensor:
-        return torch.tanh(self.dense(hidden[:, 0]))
+    def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:
+        return torch.tanh(self.dense(pool_tokens(hidden, mask, self.mode)))
 
 
 def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:

@@ -42,6 +42,7 @@ from vlp.models.layers import (
     TransformerLayer,
     attention_bias,
     init_bert_weights,
+    pool_tokens,
 )
 from vlp.models.outputs import FusedFeatures, ImageFeatures, TextFeatures
 
@@ -202,8 +203,8 @@ class SemVLP(nn.Module):
         self.cross_layers = nn.ModuleDict(
             {str(i): AttentionBlock(width, cfg.num_heads, cfg.dropout) for i in cross_layers}
         )
-        self.text_pooler = Pooler(width)
-        self.image_pooler = Pooler(width)
+        self.text_pooler = Pooler(width, cfg.pooling)
+        self.image_pooler = Pooler(width, cfg.pooling)
         for module in self._own_modules():
             init_bert_weights(module)
 
@@ -400,13 +401,14 @@ class SemVLP(nn.Module):
                         t, v = cross(t, v, v_bias), cross(v, t, t_bias)
                     v = layer(v, v_bias)
                 t = layer(t, t_bias)
-        pooled = torch.cat([self.text_pooler(t), self.image_pooler(v)], dim=-1)
+        pooled = torch.cat([self.text_pooler(t, t_mask), self.image_pooler(v, v_mask)], dim=-1)
         return FusedFeatures(text=t, image=v, text_mask=t_mask, image_mask=v_mask, pooled=pooled)
 
     def contrastive_embeddings(self, text: TextFeatures, image: ImageFeatures) -> tuple[Tensor, Tensor]:
-        """The stack on each modality alone; L2-normalised projections of the [CLS] states."""
-        text_cls = self.run_stack(text.hidden, text.mask)[:, 0]
-        image_cls = self.run_stack(image.hidden, image.mask)[:, 0]
+        """The stack on each modality alone; L2-normalised projections of the [CLS] (or mean) states."""
+        pooling = self.config.pooling
+        text_cls = pool_tokens(self.run_stack(text.hidden, text.mask), text.mask, pooling)
+        image_cls = pool_tokens(self.run_stack(image.hidden, image.mask), image.mask, pooling)
         return (
             F.normalize(self.heads.itc_text(text_cls), dim=-1),
             F.normalize(self.heads.itc_image(image_cls), dim=-1),

@@ -32,7 +32,7 @@ from vlp.models.common import (
 )
 from vlp.models.encoders import TextLanguageModel, build_text_encoder, build_vision_encoder
 from vlp.models.heads import Heads
-from vlp.models.layers import CoAttentionLayer, Pooler, attention_bias, init_bert_weights
+from vlp.models.layers import CoAttentionLayer, Pooler, attention_bias, init_bert_weights, pool_tokens
 from vlp.models.outputs import FusedFeatures, ImageFeatures, TextFeatures
 
 
@@ -75,8 +75,8 @@ class ViLTA(nn.Module):
         self.image_layers = nn.ModuleList(
             CoAttentionLayer(*layer_args) for _ in range(config.num_fusion_layers)
         )
-        self.text_pooler = Pooler(width)
-        self.image_pooler = Pooler(width)
+        self.text_pooler = Pooler(width, config.pooling)
+        self.image_pooler = Pooler(width, config.pooling)
         for module in self._fusion_modules():
             init_bert_weights(module)
 
@@ -148,13 +148,14 @@ class ViLTA(nn.Module):
                 v_self = image_layer.self_attn(v, bias=v_bias)
             t_self = text_layer.self_attn(t, bias=t_bias)
             t, v = text_layer.attend_other(t_self, v, v_bias), image_layer.attend_other(v_self, t, t_bias)
-        pooled = torch.cat([self.text_pooler(t), self.image_pooler(v)], dim=-1)
+        pooled = torch.cat([self.text_pooler(t, t_mask), self.image_pooler(v, v_mask)], dim=-1)
         return FusedFeatures(text=t, image=v, text_mask=t_mask, image_mask=v_mask, pooled=pooled)
 
     def contrastive_embeddings(self, text: TextFeatures, image: ImageFeatures) -> tuple[Tensor, Tensor]:
-        """L2-normalised ITC embeddings of the unimodal [CLS] states: [B, d], [I, d]."""
-        text_emb = F.normalize(self.heads.itc_text(text.hidden[:, 0]), dim=-1)
-        image_emb = F.normalize(self.heads.itc_image(image.hidden[:, 0]), dim=-1)
+        """L2-normalised ITC embeddings of the unimodal states ([CLS] or mean: ``model.pooling``)."""
+        pooling = self.config.pooling
+        text_emb = F.normalize(self.heads.itc_text(pool_tokens(text.hidden, text.mask, pooling)), dim=-1)
+        image_emb = F.normalize(self.heads.itc_image(pool_tokens(image.hidden, image.mask, pooling)), dim=-1)
         return text_emb, image_emb
 
     def mlm_logits(self, fused: FusedFeatures, positions: Tensor) -> Tensor:

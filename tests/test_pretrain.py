@@ -1,0 +1,127 @@
+"""`vlp pretrain` end to end on a small shapes world: the wiring of data, models, objectives and trainer."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vlp
+from vlp.cli import main as vlp_main
+from vlp.config import load_config
+from vlp.data.synthetic import SynthConfig, write_shapes_world
+from vlp.objectives.pretraining import PretrainingObjectives
+from vlp.pretrain import TEACHER_FILE, pretrain
+from vlp.train.logging import read_metrics
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    write_shapes_world(SynthConfig(num_images=48, seed=0), root)
+    return root
+
+
+def data_overrides(root, batch_size=8):
+    return [
+        f"data.train={root / 'dataset_shapes.json'}",
+        f"data.images_root={root / 'images'}",
+        f"data.tokenizer={root / 'tokenizer'}",
+        f"data.batch_size={batch_size}",
+        "data.max_val_images=8",
+    ]
+
+
+def tiny_run(steps, **extra):
+    options = {"log_every": 1, "val_every": 0, "ckpt_every": 0, "progress": "false", "warmup_steps": 1}
+    options.update(extra)
+    return [f"train.max_steps={steps}"] + [f"train.{key}={value}" for key, value in options.items()]
+
+
+def losses_by_step(out, split="train"):
+    return {event["step"]: event["losses"] for event in read_metrics(out, split)}
+
+
+def test_text_stage_then_full_vilta_through_the_cli(shapes, tmp_path):
+    text_out, vilta_out = tmp_path / "text", tmp_path / "vilta"
+    code = vlp_main(
+        ["pretrain", "--config", "vilta-tiny-text", "--out", str(text_out)]
+        + data_overrides(shapes) + tiny_run(3)
+    )
+    assert code == 0
+    assert set(losses_by_step(text_out)[3]) == {"mlm", "total"}
+
+    stage = str(text_out / "final")
+    code = vlp_main(
+        ["pretrain", "--config", "vilta-tiny", "--out", str(vilta_out),
+         f"model.init_from={stage}", f"objectives.soft_labels.teacher={stage}"]
+        + data_overrides(shapes) + tiny_run(3)
+    )
+    assert code == 0
+    events = read_metrics(vilta_out, "train")
+    assert set(events[-1]["losses"]) == {"mlm", "itm", "itc", "total"}
+    assert events[-1]["metrics"]["itm_acc_synthesized"] >= 0.0
+
+    # the teacher is the text stage's language model, frozen: its weights are stored with the run
+    teacher = load_file(str(vilta_out / TEACHER_FILE))
+    stage_weights = load_file(str(text_out / "final" / "model.safetensors"))
+    name = next(k for k in teacher if k.endswith("word_embeddings.weight"))
+    assert torch.equal(teacher[name], stage_weights["text_encoder." + name.split(".", 1)[1]]) or any(
+        torch.equal(teacher[name], value) for value in stage_weights.values() if value.shape == teacher[name].shape
+    )
+
+    model = vlp.load(vilta_out / "final")
+    assert model.arch == "vilta"
+
+
+def test_semvlp_iterative_uses_both_modes_and_all_objectives(shapes, tmp_path):
+    out = tmp_path / "semvlp"
+    vqa = shapes / "vqa"
+    config = load_config(
+        "semvlp-tiny",
+        data_overrides(shapes)
+        + tiny_run(2)
+        + [
+            f"data.vqa={vqa / 'v2_OpenEnded_mscoco_train2014_questions.json'},"
+            f"{vqa / 'v2_mscoco_train2014_annotations.json'}",
+        ],
+    )
+    seen_modes = []
+    original = PretrainingObjectives.__call__
+
+    def spy(self, model, batch, step, mode=None):
+        seen_modes.append(mode)
+        return original(self, model, batch, step, mode=mode)
+
+    PretrainingObjectives.__call__ = spy
+    try:
+        pretrain(config, out)
+    finally:
+        PretrainingObjectives.__call__ = original
+    assert seen_modes == ["single", "two"]
+    losses = losses_by_step(out)
+    assert {"mlm", "itm", "mvm", "qa"} <= set(losses[2])
+    assert vlp.load(out / "final").config.num_answers > 0
+
+
+def test_stopped_and_resumed_run_equals_uninterrupted_one(shapes, tmp_path):
+    # soft labels from the model's own initial text path: the resumed run must read that teacher back
+    overrides = data_overrides(shapes) + tiny_run(4, ckpt_every=2) + ["objectives.soft_labels.warmup_steps=0"]
+    config = load_config("vilta-tiny", overrides)
+    pretrain(config, tmp_path / "full")
+
+    original = PretrainingObjectives.__call__
+
+    def crash_at_step_3(self, model, batch, step, mode=None):
+        if step == 2:  # 0-based: the third step
+            raise KeyboardInterrupt
+        return original(self, model, batch, step, mode=mode)
+
+    PretrainingObjectives.__call__ = crash_at_step_3
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pretrain(config, tmp_path / "resumed")
+    finally:
+        PretrainingObjectives.__call__ = original
+    pretrain(config, tmp_path / "resumed", resume=True)
+
+    assert losses_by_step(tmp_path / "resumed") == losses_by_step(tmp_path / "full")
+    assert sorted(losses_by_step(tmp_path / "full")) == [1, 2, 3, 4]
