@@ -254,7 +254,7 @@ def test_stack_from_minilm_reproduces_bert_model():
     with torch.no_grad():
         expected = reference(input_ids=ids, attention_mask=mask.long())
         ours = model.text_language_model().encoder(ids, mask)
-        pooled = model.text_pooler(ours)
+        pooled = model.text_pooler(ours, mask)
     assert torch.allclose(ours[mask], expected.last_hidden_state[mask], atol=1e-4)
     assert torch.allclose(pooled, expected.pooler_output, atol=1e-4)
 
