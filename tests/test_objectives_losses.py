@@ -192,6 +192,20 @@ def test_itm_loss_and_per_source_accuracy():
     assert "itm_acc_synthesized" not in metrics
 
 
+def test_balanced_itm_loss_gives_each_class_half_the_weight():
+    logits = torch.tensor([[0.0, 2.0], [1.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
+    labels = torch.tensor([1, 0, 0, 0])
+    sources = torch.tensor([0, HARD, RANDOM, RANDOM])
+    loss, metrics = itm_loss(logits, labels, sources, balance_classes=True)
+    per_row = F.cross_entropy(logits, labels, reduction="none")
+    assert torch.allclose(loss, 0.5 * per_row[0] + 0.5 * per_row[1:].mean())
+    assert metrics["itm_acc_balanced"] == pytest.approx(0.5 * (1.0 + 2 / 3))
+    # with one negative per positive it is plain cross-entropy
+    pairs = torch.tensor([1, 0])
+    balanced, _ = itm_loss(logits[:2], pairs, sources[:2], balance_classes=True)
+    assert torch.allclose(balanced, F.cross_entropy(logits[:2], pairs))
+
+
 def test_qa_loss_is_bce_times_answers_and_score_of_argmax():
     logits = torch.tensor([[0.0, 2.0, -1.0]])
     targets = torch.tensor([[0.0, 0.6, 1.0]])

@@ -161,6 +161,10 @@ class SynthesizedNegativeConfig:
 class ITMConfig:
     random_negatives: int = 1  # per positive, image or text swapped at random
     hard_negatives: int = 1  # per positive, sampled from softmax(ITC similarity), same image excluded
+    # Weight the cross-entropy so that matches and non-matches count equally whatever the number of
+    # negatives per positive (our choice; with one negative per positive it is plain CE). Unbalanced, a
+    # model that cannot yet tell pairs apart settles on "never a match" and learns slowly from there.
+    balance_classes: bool = True
     synthesized: SynthesizedNegativeConfig = field(default_factory=SynthesizedNegativeConfig)
 
 

@@ -27,13 +27,20 @@ def pair_rows(
     return text_rows, images, labels, sources
 
 
-def itm_loss(logits: Tensor, labels: Tensor, sources: Tensor) -> tuple[Tensor, dict[str, float]]:
-    """Cross-entropy of ``logits`` [R, 2] against ``labels`` [R] (1 = match); accuracy overall and per
+def itm_loss(
+    logits: Tensor, labels: Tensor, sources: Tensor, balance_classes: bool = False
+) -> tuple[Tensor, dict[str, float]]:
+    """Cross-entropy of ``logits`` [R, 2] against ``labels`` [R] (1 = match); with ``balance_classes`` the
+    matches and the non-matches each make up half of the loss. Accuracy overall and per
     source (``itm_acc_positive``, ``itm_acc_random``, ...; only the sources present) and the mean of the
     accuracies on matches and on non-matches (``itm_acc_balanced``)."""
     if labels.numel() == 0:
         return zero_loss(logits), {}
-    loss = F.cross_entropy(logits.float(), labels)
+    weight = None
+    if balance_classes:
+        counts = torch.bincount(labels, minlength=2).float()
+        weight = torch.where(counts > 0, counts.sum() / (2 * counts.clamp(min=1)), counts.new_zeros(()))
+    loss = F.cross_entropy(logits.float(), labels, weight=weight)
     with torch.no_grad():
         correct = (logits.argmax(1) == labels).float()
         metrics = {"itm_acc": correct.mean().item()}
@@ -49,8 +56,10 @@ def itm_loss(logits: Tensor, labels: Tensor, sources: Tensor) -> tuple[Tensor, d
     return loss, metrics
 
 
-def itm_objective(model: nn.Module, pooled: Tensor, labels: Tensor, sources: Tensor) -> ObjectiveOutput:
+def itm_objective(
+    model: nn.Module, pooled: Tensor, labels: Tensor, sources: Tensor, balance_classes: bool = False
+) -> ObjectiveOutput:
     """ITM on the pooled fused pairs [R, P] (the rows of :func:`pair_rows`)."""
-    loss, metrics = itm_loss(model.heads.itm(pooled), labels, sources)
+    loss, metrics = itm_loss(model.heads.itm(pooled), labels, sources, balance_classes)
     metrics["itm_negatives"] = float((labels == 0).sum().item())
     return ObjectiveOutput(losses={"itm": loss}, metrics=metrics)
