@@ -88,7 +88,9 @@ def pretrain(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     if dist.is_main:
         final = out / "final"
         save_pretrained(
-            model, final, tokenizer=tokenizer,
+            model,
+            final,
+            tokenizer=tokenizer,
             extra_config={"vlp_config": config_to_dict(config), "answer_vocab": answer_vocab},
         )
         log.info("saved the pre-trained model to %s", final)

@@ -246,9 +246,7 @@ class PretrainingObjectives:
             text_rows, row_images, labels, sources = pair_rows(batch.size, batch.image_index, negatives)
             pairs = model.fuse(_rows(texts, text_rows), images, row_images, mode=mode)
             if "itm" in enabled:
-                out.update(
-                    itm_objective(model, pairs.pooled, labels, sources, self.cfg.itm.balance_classes)
-                )
+                out.update(itm_objective(model, pairs.pooled, labels, sources, self.cfg.itm.balance_classes))
             if "qa" in enabled:
                 out.update(qa_objective(model, pairs.pooled[: batch.size], batch))
 
