@@ -111,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"vlp: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        # a non-finite loss stops training with a message naming the step, the losses and the checkpoint
+        loop = sys.modules.get("vlp.train.loop")
+        if loop is None or not isinstance(err, loop.NonFiniteLossError):
+            raise
+        print(f"vlp: error: {err}", file=sys.stderr)
+        return 3
     return 0
 
 
