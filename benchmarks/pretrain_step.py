@@ -43,7 +43,7 @@ SEMVLP_VARIANTS = {
 }
 
 
-def _setup(preset: str, overrides: list[str], data: Path):
+def _setup(preset: str, overrides: list[str]):
     config = load_config(preset, overrides)
     tokenizer = load_tokenizer(config.data.tokenizer)
     loader, _ = build_pretrain_loaders(config.data, tokenizer, seed=0)
@@ -57,7 +57,7 @@ def _setup(preset: str, overrides: list[str], data: Path):
     )
     optimizer = build_optimizer(model, config.train, objectives.trainable_modules())
     mode = config.objectives.mode_schedule.kind if config.model.arch == "semvlp" else None
-    return config, loader, model, objectives, optimizer, mode
+    return loader, model, objectives, optimizer, mode
 
 
 def _step(model, objectives, optimizer, batch, step: int, mode) -> float:
@@ -93,17 +93,17 @@ def main() -> None:
         *args.overrides,
     ]
     variants = SEMVLP_VARIANTS if args.preset.startswith("semvlp") else VILTA_VARIANTS
-    runs = {name: _setup(args.preset, common + extra, data) for name, extra in variants.items()}
+    runs = {name: _setup(args.preset, common + extra) for name, extra in variants.items()}
     first = next(iter(runs.values()))
     batches = []
-    for batch in first[1]:
+    for batch in first[0]:
         batches.append(batch)
         if len(batches) == args.warmup + args.steps:
             break
 
     times: dict[str, list[float]] = {name: [] for name in runs}
     for i, batch in enumerate(batches):
-        for name, (_, _, model, objectives, optimizer, mode) in runs.items():
+        for name, (_, model, objectives, optimizer, mode) in runs.items():
             elapsed = _step(model, objectives, optimizer, batch, i, mode)
             if i >= args.warmup:
                 times[name].append(elapsed)

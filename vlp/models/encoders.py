@@ -100,11 +100,8 @@ def _load_dir_config(directory: Path):
     return AutoConfig.from_pretrained(str(directory), local_files_only=True)
 
 
-# --------------------------------------------------------------------------- text
-
-
-class TextEncoder(nn.Module):
-    """A HF BERT/RoBERTa body (no pooler): ``(input_ids, attention_mask) -> [B, L, H]``."""
+class HFEncoder(nn.Module):
+    """Wraps a Hugging Face model (``self.model``) and exposes its config and width."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -117,6 +114,13 @@ class TextEncoder(nn.Module):
     @property
     def hidden_size(self) -> int:
         return self.model.config.hidden_size
+
+
+# --------------------------------------------------------------------------- text
+
+
+class TextEncoder(HFEncoder):
+    """A HF BERT/RoBERTa body (no pooler): ``(input_ids, attention_mask) -> [B, L, H]``."""
 
     @property
     def word_embeddings(self) -> nn.Parameter:
@@ -295,7 +299,7 @@ _POSITION_KEYS = {
 }
 
 
-class VisionEncoder(nn.Module):
+class VisionEncoder(HFEncoder):
     """A ViT-family image encoder: ``pixel_values [I,3,H,W] -> [I, 1 + N, H]`` (first token: [CLS]).
 
     ``patch_mask`` [I, N] bool replaces those patch embeddings by a learned [MASK] embedding before the
@@ -304,20 +308,11 @@ class VisionEncoder(nn.Module):
     """
 
     def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
+        super().__init__(model)
         self.kind = model.config.model_type
         if self.kind == "clip_vision_model":
             self.mask_token = nn.Parameter(torch.zeros(model.config.hidden_size))
             nn.init.normal_(self.mask_token, std=0.02)
-
-    @property
-    def hf_config(self):
-        return self.model.config
-
-    @property
-    def hidden_size(self) -> int:
-        return self.model.config.hidden_size
 
     @property
     def patch_size(self) -> int:
