@@ -124,6 +124,12 @@ class ModelConfig:
     # from-scratch tiny presets is "mean": at random initialisation every [CLS] state is nearly the same
     # vector, and ITC/ITM then stay at chance for hundreds of steps.
     pooling: str = "cls"
+    # Std of the normal initialisation of the layers built here (ViLTA fusion, SemVLP stack, heads).
+    # 0.02 is BERT's value, chosen for width 768. At width 128 it leaves the other modality's share of
+    # each fused state at about 5% of BERT-base's (the cross-attention value and output projections are
+    # two such factors), so from scratch the fusion barely sees the pairing and ITM stays at chance for
+    # hundreds of steps; the tiny presets use a larger value.
+    init_std: float = 0.02
     # Answer vocabulary size for QA heads (0 = no QA head).
     num_answers: int = 0
     # Extra task heads to build: nlvr2 (pair of pooled encodings -> 2) | snli_ve (pooled -> 3).

@@ -206,7 +206,7 @@ class SemVLP(nn.Module):
         self.text_pooler = Pooler(width, cfg.pooling)
         self.image_pooler = Pooler(width, cfg.pooling)
         for module in self._own_modules():
-            init_bert_weights(module)
+            init_bert_weights(module, cfg.init_std)
 
         self.heads = Heads(
             hidden_size=width,

@@ -78,7 +78,7 @@ class ViLTA(nn.Module):
         self.text_pooler = Pooler(width, config.pooling)
         self.image_pooler = Pooler(width, config.pooling)
         for module in self._fusion_modules():
-            init_bert_weights(module)
+            init_bert_weights(module, config.init_std)
 
         self.heads = Heads(
             hidden_size=width,
