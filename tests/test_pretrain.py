@@ -135,3 +135,33 @@ def test_stopped_and_resumed_run_equals_uninterrupted_one(shapes, tmp_path):
 
     assert losses_by_step(tmp_path / "resumed") == losses_by_step(tmp_path / "full")
     assert sorted(losses_by_step(tmp_path / "full")) == [1, 2, 3, 4]
+
+
+def test_short_pretraining_lowers_mlm_and_lifts_itm_well_above_chance(tmp_path):
+    # One shape per scene and 32x32 pixels keep this to ~30 s on one thread. From scratch, ITC is what
+    # first aligns the two encoders; the fused ITM classifier then follows (model.init_std lets it).
+    root = tmp_path / "shapes"
+    write_shapes_world(SynthConfig(num_images=400, seed=0, image_size=32, max_objects=1), root)
+    steps = 180
+    overrides = data_overrides(root, batch_size=32) + [
+        "data.image_size=32",
+        "model.vision.image_size=32",
+        "data.max_val_images=64",
+        "objectives.itm.hard_negatives=0",  # random negatives only: balanced chance is 0.5
+        f"train.max_steps={steps}",
+        f"train.val_every={steps}",
+        "train.log_every=20",
+        "train.ckpt_every=0",
+        "train.progress=false",
+    ]
+    pretrain(load_config("vilta-tiny-baseline", overrides), tmp_path / "run")
+
+    first = read_metrics(tmp_path / "run", "train")[0]
+    assert first["step"] == 20 and first["metrics"]["itm_acc_balanced"] < 0.6
+    (val,) = read_metrics(tmp_path / "run", "val")
+    assert val["step"] == steps
+    assert val["losses"]["mlm"] < 0.6 * first["losses"]["mlm"]
+    # chance: 0.5 balanced ITM accuracy, 1/32 ITC top-1
+    assert val["metrics"]["itm_acc_balanced"] >= 0.75
+    assert val["metrics"]["itm_acc_positive"] >= 0.6 and val["metrics"]["itm_acc_random"] >= 0.6
+    assert val["metrics"]["itc_acc"] >= 0.3
