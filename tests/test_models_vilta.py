@@ -258,3 +258,17 @@ def test_model_info_cli_works_for_every_preset(preset, capsys):
 def test_model_info_cli_error_names_the_bad_option(capsys):
     assert main(["model", "info", "vilta-tiny", "model.arch=lxmert"]) == 2
     assert "model.arch" in capsys.readouterr().err
+
+
+def test_init_std_sets_the_fusion_initialisation_only():
+    torch.manual_seed(0)
+    wide = build_model(tiny_config(init_std=0.1), VOCAB)
+    torch.manual_seed(0)
+    bert = build_model(tiny_config(), VOCAB)
+    for built, std in ((wide, 0.1), (bert, 0.02)):
+        fusion = torch.cat([layer.cross_attn.attn.value.weight.flatten() for layer in built.text_layers])
+        assert fusion.std().item() == pytest.approx(std, rel=0.1)
+        assert built.heads.itm_head.weight.std().item() == pytest.approx(0.02, rel=0.3)
+    # the encoders come from their own (Hugging Face) initialisation, the same in both
+    for a, b in zip(wide.text_encoder.parameters(), bert.text_encoder.parameters(), strict=True):
+        assert torch.equal(a, b)

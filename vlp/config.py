@@ -124,11 +124,12 @@ class ModelConfig:
     # from-scratch tiny presets is "mean": at random initialisation every [CLS] state is nearly the same
     # vector, and ITC/ITM then stay at chance for hundreds of steps.
     pooling: str = "cls"
-    # Std of the normal initialisation of the layers built here (ViLTA fusion, SemVLP stack, heads).
-    # 0.02 is BERT's value, chosen for width 768. At width 128 it leaves the other modality's share of
-    # each fused state at about 5% of BERT-base's (the cross-attention value and output projections are
-    # two such factors), so from scratch the fusion barely sees the pairing and ITM stays at chance for
-    # hundreds of steps; the tiny presets use a larger value.
+    # Std of the normal initialisation of the layers built here (ViLTA: fusion layers, projections and
+    # poolers; SemVLP: embeddings, stack, cross-attention and poolers; heads keep 0.02).
+    # 0.02 is BERT's value, chosen for width 768. A cross-attention sublayer passes the other modality
+    # through two projections (value, output), each scaling it by about std * sqrt(width): at width 128
+    # and std 0.02 that is 0.05 of the residual, so from scratch the fused states barely depend on the
+    # pairing and ITM stays at chance for hundreds of steps. The tiny presets use 0.1 (about 1/sqrt(width)).
     init_std: float = 0.02
     # Answer vocabulary size for QA heads (0 = no QA head).
     num_answers: int = 0
