@@ -272,3 +272,8 @@ def test_init_std_sets_the_fusion_initialisation_only():
     # the encoders come from their own (Hugging Face) initialisation, the same in both
     for a, b in zip(wide.text_encoder.parameters(), bert.text_encoder.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_init_std_must_be_positive():
+    with pytest.raises(ValueError, match="model.init_std"):
+        build_model(tiny_config(init_std=0.0), VOCAB)

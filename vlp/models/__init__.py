@@ -30,6 +30,8 @@ def construct_model(
     hf_configs: dict[str, Any] | None = None,
 ) -> nn.Module:
     """The model class for ``model_cfg.arch``, built on the current default device."""
+    if not model_cfg.init_std > 0:
+        raise ValueError(f"model.init_std: expected a positive standard deviation, got {model_cfg.init_std}")
     if model_cfg.arch == "vilta":
         from vlp.models.vilta import ViLTA
 
