@@ -36,6 +36,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             {"loss": loss.detach(), "t": t.grad, "i": i.grad, "ragged": ragged}, f"{out_dir}/{rank}.pt"
         )
     finally:
+        dist.barrier()  # no rank tears gloo down while its peer is still in a collective
         dist.destroy_process_group()
 
 

@@ -94,8 +94,10 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
-    """Leave the process group (if one was joined)."""
+    """Leave the process group (if one was joined), after every rank has got here: a gloo rank that tears
+    down while its peer is still finishing a collective can abort the peer ("terminate called ...")."""
     if dist.is_available() and dist.is_initialized():
+        barrier()
         dist.destroy_process_group()
 
 
