@@ -6,6 +6,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from vlp.objectives.itc import contrastive_loss, gather_with_grad
+from vlp.train.distributed import cleanup
 
 WORLD = 2
 
@@ -20,24 +21,28 @@ def _data():
     return text, image, text_groups, image_groups
 
 
+def _compute_and_save(rank: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    text, image, text_groups, image_groups = _data()
+    t = text[4 * rank : 4 * rank + 4].clone().requires_grad_(True)
+    i = image[3 * rank : 3 * rank + 3].clone().requires_grad_(True)
+    loss = contrastive_loss(
+        t, i, text_groups[4 * rank : 4 * rank + 4], image_groups[3 * rank : 3 * rank + 3], 5.0
+    )
+    loss.backward()
+    ragged = gather_with_grad(torch.full((rank + 1, 2), float(rank)))  # sizes 1 and 2
+    torch.save(
+        {"loss": loss.detach(), "t": t.grad, "i": i.grad, "ragged": ragged.detach()}, f"{out_dir}/{rank}.pt"
+    )
+
+
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
-        torch.set_num_threads(1)
-        text, image, text_groups, image_groups = _data()
-        t = text[4 * rank : 4 * rank + 4].clone().requires_grad_(True)
-        i = image[3 * rank : 3 * rank + 3].clone().requires_grad_(True)
-        loss = contrastive_loss(
-            t, i, text_groups[4 * rank : 4 * rank + 4], image_groups[3 * rank : 3 * rank + 3], 5.0
-        )
-        loss.backward()
-        ragged = gather_with_grad(torch.full((rank + 1, 2), float(rank)))  # sizes 1 and 2
-        torch.save(
-            {"loss": loss.detach(), "t": t.grad, "i": i.grad, "ragged": ragged}, f"{out_dir}/{rank}.pt"
-        )
+        # in its own frame, so that no autograd graph of a collective outlives the process group
+        _compute_and_save(rank, out_dir)
     finally:
-        dist.barrier()  # no rank tears gloo down while its peer is still in a collective
-        dist.destroy_process_group()
+        cleanup()
 
 
 def test_gathered_itc_equals_the_global_batch(tmp_path):
