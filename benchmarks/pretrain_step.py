@@ -10,6 +10,7 @@ once up front from the shapes world (written to --data if absent).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model
 from vlp.objectives.pretraining import PretrainingObjectives
 from vlp.train.optim import build_optimizer
+from vlp.train.schedules import ModeSchedule
 
 VILTA_VARIANTS = {
     "MLM+ITM (baseline)": [
@@ -47,23 +49,30 @@ def _setup(preset: str, overrides: list[str]):
     config = load_config(preset, overrides)
     tokenizer = load_tokenizer(config.data.tokenizer)
     loader, _ = build_pretrain_loaders(config.data, tokenizer, seed=0)
+    model_cfg = config.model
+    answers = list(getattr(loader, "answer_vocab", None) or [])
+    if answers and config.objectives.weights.get("qa", 0) > 0:  # as vlp.pretrain does
+        model_cfg = dataclasses.replace(model_cfg, num_answers=len(answers))
     torch.manual_seed(0)
-    model = build_model(config.model, vocab_size=len(tokenizer))
+    model = build_model(model_cfg, vocab_size=len(tokenizer))
     replaceable = replaceable_vocab_mask(
         tokenizer, config.objectives.itm.synthesized.replaceable, size=model.vocab_size
     )
+    schedule = ModeSchedule(config.objectives.mode_schedule) if config.model.arch == "semvlp" else None
     objectives = PretrainingObjectives(
-        config.objectives, model, replaceable, mask_token_id=tokenizer.mask_token_id
+        config.objectives,
+        model,
+        replaceable,
+        mask_token_id=tokenizer.mask_token_id,
+        mode_schedule=schedule,
     )
-    optimizer = build_optimizer(model, config.train, objectives.trainable_modules())
-    mode = config.objectives.mode_schedule.kind if config.model.arch == "semvlp" else None
-    return loader, model, objectives, optimizer, mode
+    optimizer = build_optimizer(objectives, config.train)  # the model's groups + the ITC temperature
+    return loader, objectives, optimizer
 
 
-def _step(model, objectives, optimizer, batch, step: int, mode) -> float:
+def _step(objectives, optimizer, batch, step: int) -> float:
     start = time.perf_counter()
-    out = objectives(model, batch, step, mode=mode)
-    loss = objectives.total(out)
+    loss = objectives(batch, step).total
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -92,7 +101,15 @@ def main() -> None:
         f"data.batch_size={args.batch_size}",
         *args.overrides,
     ]
-    variants = SEMVLP_VARIANTS if args.preset.startswith("semvlp") else VILTA_VARIANTS
+    semvlp = args.preset.startswith("semvlp")
+    if semvlp:  # the shapes world's VQA questions, for the QA objective
+        vqa = data / "vqa"
+        common.insert(
+            3,
+            f"data.vqa={vqa / 'v2_OpenEnded_mscoco_train2014_questions.json'},"
+            f"{vqa / 'v2_mscoco_train2014_annotations.json'}",
+        )
+    variants = SEMVLP_VARIANTS if semvlp else VILTA_VARIANTS
     runs = {name: _setup(args.preset, common + extra) for name, extra in variants.items()}
     first = next(iter(runs.values()))
     batches = []
@@ -103,8 +120,8 @@ def main() -> None:
 
     times: dict[str, list[float]] = {name: [] for name in runs}
     for i, batch in enumerate(batches):
-        for name, (_, model, objectives, optimizer, mode) in runs.items():
-            elapsed = _step(model, objectives, optimizer, batch, i, mode)
+        for name, (_, objectives, optimizer) in runs.items():
+            elapsed = _step(objectives, optimizer, batch, i)
             if i >= args.warmup:
                 times[name].append(elapsed)
 

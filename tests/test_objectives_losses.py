@@ -255,8 +255,8 @@ def test_image_groups_and_output_total():
     assert image_groups(torch.tensor([2, 0, 2]), torch.tensor([8, 5, 8]), 4).tolist() == [5, -1, 8, -1]
     out = ObjectiveOutput(losses={"mlm": torch.tensor(2.0)}, metrics={"mlm_acc": 0.5})
     out.update(ObjectiveOutput(losses={"itm": torch.tensor(3.0)}))
-    assert out.total({"mlm": 0.5, "itm": 2.0}).item() == pytest.approx(7.0)
+    assert out.weighted({"mlm": 0.5, "itm": 2.0}).total.item() == pytest.approx(7.0)
     with pytest.raises(ValueError, match="computed twice"):
         out.update(ObjectiveOutput(losses={"mlm": torch.tensor(1.0)}))
     with pytest.raises(ValueError, match="no weight"):
-        out.total({"mlm": 1.0})
+        out.weighted({"mlm": 1.0})

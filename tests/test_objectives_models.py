@@ -68,19 +68,18 @@ def make_batch(regions=False, num_images=3, texts_per_image=2, length=8):
     )
 
 
-def train_steps(model, objectives, batch, modes, steps=15, lr=1e-2):
+def train_steps(objectives, batch, modes, steps=15, lr=1e-2):
     """Train on one batch; returns the losses by name summed over ``modes``, before and after."""
-    for name, module in objectives.trainable_modules().items():
-        model.add_module(name, module)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    trainable = [p for p in objectives.parameters() if p.requires_grad]  # the model and the temperature
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
 
     def evaluate():
         torch.manual_seed(123)  # the same negatives and masks each time
         losses = {}
         with torch.no_grad():
             for mode in modes:
-                out = objectives(model, batch, 100, mode)
-                losses["total"] = losses.get("total", 0.0) + objectives.total(out).item()
+                out = objectives(batch, 100, mode)
+                losses["total"] = losses.get("total", 0.0) + out.total.item()
                 for name, loss in out.losses.items():
                     losses[name] = losses.get(name, 0.0) + loss.item()
         return losses
@@ -88,8 +87,8 @@ def train_steps(model, objectives, batch, modes, steps=15, lr=1e-2):
     before = evaluate()
     for step in range(steps):
         optimizer.zero_grad()
-        out = objectives(model, batch, step, modes[step % len(modes)])
-        objectives.total(out).backward()
+        out = objectives(batch, step, modes[step % len(modes)])
+        out.total.backward()
         optimizer.step()
     return before, evaluate(), out
 
@@ -107,7 +106,7 @@ def test_vilta_soft_labels_and_all_negatives_lower_the_loss():
     )
     teacher_before = {k: v.clone() for k, v in objectives.teacher.state_dict().items()}
     batch = make_batch()
-    before, after, out = train_steps(model, objectives, batch, [None])
+    before, after, out = train_steps(objectives, batch, [None])
     assert set(out.losses) == {"mlm", "itm", "itc"}
     assert out.metrics["itm_negatives"] == 4 * batch.size  # 1 random + 2 hard + 1 synthesized per positive
     assert after["total"] < 0.9 * before["total"]
@@ -128,7 +127,7 @@ def test_semvlp_regions_all_objectives_both_modes_lower_the_loss():
     cfg.mvm.mask_ratio = 1.0  # every real region: on one batch only the caption tells the image, learnable
     objectives = PretrainingObjectives(cfg, model, REPLACEABLE, mask_token_id=MASK_ID)
     batch = make_batch(regions=True)
-    before, after, out = train_steps(model, objectives, batch, ["single", "two"], steps=24)
+    before, after, out = train_steps(objectives, batch, ["single", "two"], steps=24)
     assert set(out.losses) == {"mlm", "itm", "itc", "mvm", "qa"}
     assert "mvm_label_acc" in out.metrics and "qa_score" in out.metrics
     assert after["total"] < 0.9 * before["total"]
@@ -140,7 +139,7 @@ def test_text_only_stage_on_a_real_model():
     model = tiny_model("semvlp")
     cfg = ObjectivesConfig(weights={"mlm": 1.0}, text_only=True)
     objectives = PretrainingObjectives(cfg, model)
-    before, after, out = train_steps(model, objectives, make_batch(), [None], steps=10)
+    before, after, out = train_steps(objectives, make_batch(), [None], steps=10)
     assert set(out.losses) == {"mlm"} and after["mlm"] < 0.9 * before["mlm"]
 
 

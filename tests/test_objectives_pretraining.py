@@ -8,11 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlp.config import ObjectivesConfig
+from vlp.config import ModeScheduleConfig, ObjectivesConfig
 from vlp.data.batch import Batch, VisualInput
 from vlp.models.outputs import FusedFeatures, ImageFeatures, TextFeatures
 from vlp.objectives import PretrainingObjectives
 from vlp.objectives.itc import ContrastiveTemperature
+from vlp.train.optim import extra_parameters
+from vlp.train.schedules import ModeSchedule
 
 V, D, F_DIM, R, LABELS, ANSWERS = 16, 8, 6, 3, 4, 5
 MASK_ID = 1
@@ -181,7 +183,7 @@ def test_all_losses_with_each_input_embedded_once():
     )
     objectives = PretrainingObjectives(cfg, model, REPLACEABLE, mask_token_id=MASK_ID)
     batch = make_batch()
-    out = objectives(model, batch, step=5, mode="two")
+    out = objectives(batch, step=5, mode="two")
     assert set(out.losses) == set(ALL)
     assert all(torch.isfinite(loss) for loss in out.losses.values())
     b = batch.size
@@ -196,7 +198,8 @@ def test_all_losses_with_each_input_embedded_once():
     assert out.metrics["itm_negatives"] == 4 * b
     for name in ("itm_acc_positive", "itm_acc_random", "itm_acc_hard", "itm_acc_synthesized", "qa_score"):
         assert name in out.metrics
-    out.total(cfg.weights).backward()
+    assert out.total is not None and out.total.item() == pytest.approx(sum(out.losses.values()).item())
+    out.total.backward()
     assert model.heads.classify.weight.grad is not None and model.heads.qa_head.weight.grad is not None
 
 
@@ -213,7 +216,7 @@ def test_a_zero_weight_skips_the_computation(weights, expected):
     model = FakeModel()
     objectives = PretrainingObjectives(config(weights, soft_labels__enabled=True), model, REPLACEABLE)
     batch = make_batch()
-    out = objectives(model, batch, step=0)
+    out = objectives(batch, step=0)
     assert set(out.losses) == {name for name, w in weights.items() if w > 0}
     for name, count in expected.items():
         assert model.count(name) == count, name
@@ -227,7 +230,7 @@ def test_a_zero_weight_skips_the_computation(weights, expected):
 def test_itm_only_with_random_negatives_fuses_the_pairs_once():
     model = FakeModel()
     cfg = config({"itm": 1.0}, itm__random_negatives=2, itm__hard_negatives=0)
-    out = PretrainingObjectives(cfg, model)(model, make_batch(), step=0)
+    out = PretrainingObjectives(cfg, model)(make_batch(), step=0)
     b = make_batch().size
     assert [c for c in model.calls if c[0] != "embed_image"] == [("embed_text", b), ("fuse", 3 * b, None)]
     assert out.metrics["itm_negatives"] == 2 * b
@@ -237,7 +240,7 @@ def test_hard_negatives_without_the_itc_loss_mine_without_gradient():
     model = FakeModel()
     cfg = config({"itm": 1.0}, itm__random_negatives=0, itm__hard_negatives=1)
     objectives = PretrainingObjectives(cfg, model)
-    out = objectives(model, make_batch(), step=0)
+    out = objectives(make_batch(), step=0)
     assert set(out.losses) == {"itm"} and model.count("contrastive") == 1
     out.losses["itm"].backward()
     assert model.itc_text.weight.grad is None  # the mining similarity carries no gradient
@@ -258,26 +261,24 @@ def test_unknown_or_negative_weights_and_missing_inputs_are_errors():
         PretrainingObjectives(config({"qa": 1.0}), model)
 
 
-def test_learnable_temperature_is_attached_and_trained():
+def test_learnable_temperature_is_a_submodule_and_trained():
     model = FakeModel()
     objectives = PretrainingObjectives(config({"itc": 1.0}), model)
-    modules = objectives.trainable_modules()
-    assert list(modules) == ["itc_temperature"] and isinstance(
-        modules["itc_temperature"], ContrastiveTemperature
-    )
-    for name, module in modules.items():
-        model.add_module(name, module)
-    params = dict(model.named_parameters())
-    assert "itc_temperature.log_scale" in params
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    before = model.itc_temperature.log_scale.item()
-    out = objectives(model, make_batch(), step=0)
+    assert isinstance(objectives.temperature, ContrastiveTemperature) and objectives.model is model
+    params = dict(objectives.named_parameters())
+    assert "temperature.log_scale" in params and "log_scale" not in dict(model.named_parameters())
+    # what the trainer optimises (heads) and checkpoints (extra.safetensors) beside the model
+    assert extra_parameters(objectives) == {"temperature.log_scale": objectives.temperature.log_scale}
+    optimizer = torch.optim.SGD(objectives.parameters(), lr=0.5)
+    before = objectives.temperature.log_scale.item()
+    out = objectives(make_batch(), step=0)
     out.losses["itc"].backward()
     optimizer.step()
-    assert model.itc_temperature.log_scale.item() != before
+    assert objectives.temperature.log_scale.item() != before
     assert out.metrics["itc_temperature"] == pytest.approx(0.07, rel=1e-4)
     fixed = PretrainingObjectives(config({"itc": 1.0}, itc__learnable_temperature=False), model)
-    assert fixed.trainable_modules() == {}
+    assert "temperature.log_scale" in dict(fixed.named_buffers()) and extra_parameters(fixed) == {}
+    assert PretrainingObjectives(config({"mlm": 1.0}), model).temperature is None  # nothing needs it
 
 
 def test_soft_labels_teacher_is_a_frozen_copy_reading_the_masked_caption():
@@ -292,9 +293,9 @@ def test_soft_labels_teacher_is_a_frozen_copy_reading_the_masked_caption():
     seen = []
     teacher.register_forward_hook(lambda module, args, output: seen.append(args[0].clone()))
     batch = make_batch()
-    out = objectives(model, batch, step=0)
+    out = objectives(batch, step=0)
     assert seen == [] and out.metrics["mlm_soft_alpha"] == 0.0  # alpha 0 at step 0: no teacher pass
-    out = objectives(model, batch, step=5)
+    out = objectives(batch, step=5)
     assert len(seen) == 1 and torch.equal(seen[0], batch.mlm_input_ids)
     assert out.metrics["mlm_soft_alpha"] == pytest.approx(0.2)
     out.losses["mlm"].backward()
@@ -313,7 +314,7 @@ def test_soft_label_loss_equals_hand_mix_of_hard_and_teacher_targets():
     objectives = PretrainingObjectives(cfg, model)
     batch = make_batch()
     model.eval()
-    loss = objectives(model, batch, step=100).losses["mlm"]
+    loss = objectives(batch, step=100).losses["mlm"]
     positions = batch.mlm_labels != -100
     text = model.embed_text(batch.mlm_input_ids, batch.attention_mask)
     images = model.embed_image(batch.visual)
@@ -336,14 +337,63 @@ def test_an_explicit_teacher_and_its_state_round_trip():
     with torch.no_grad():
         given.embed.weight.zero_()
     objectives.load_state_dict(state)
-    assert torch.equal(given.embed.weight, state["teacher"]["embed.weight"])
+    assert torch.equal(given.embed.weight, state["teacher.embed.weight"])
+
+
+def test_the_teacher_stays_frozen_and_in_eval_mode_when_training():
+    model = FakeModel()
+    cfg = config({"mlm": 1.0, "itm": 1.0}, soft_labels__enabled=True, itm__synthesized__per_positive=1)
+    objectives = PretrainingObjectives(cfg, model, REPLACEABLE, mask_token_id=MASK_ID)
+    teacher = objectives.teacher
+    assert dict(objectives.named_children())["teacher"] is teacher
+    for mode in (True, False, True):
+        assert objectives.train(mode) is objectives
+        assert objectives.training is mode and model.training is mode
+        assert not teacher.training and not any(m.training for m in teacher.modules())
+        assert all(not p.requires_grad for p in teacher.parameters())
+    # frozen, so neither optimised nor in the trainer's checkpoints (the temperature is: hard negatives)
+    assert list(extra_parameters(objectives)) == ["temperature.log_scale"]
+    # the vocabulary mask moves with the module but is not saved with it
+    assert torch.equal(dict(objectives.named_buffers())["replaceable_vocab"], REPLACEABLE)
+    assert not any(key.startswith("replaceable_vocab") for key in objectives.state_dict())
+    objectives(make_batch(), step=3).total.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_the_mode_schedule_picks_the_mode_in_training_and_in_eval():
+    model = FakeModel()
+    schedule = ModeSchedule(ModeScheduleConfig(kind="iterative", every=1))  # single, two, single, ...
+    objectives = PretrainingObjectives(config({"mlm": 1.0}), model, mode_schedule=schedule)
+    batch = make_batch()
+
+    def modes_of_calls(*steps, mode=None):
+        seen = []
+        for step in steps:
+            model.calls.clear()
+            objectives(batch, step, mode)
+            seen.append([c[2] for c in model.calls if c[0] == "fuse"])
+        return seen
+
+    assert modes_of_calls(3, 0, 2) == [["two"], ["single"], ["single"]]  # training: the step's mode
+    objectives.eval()  # eval: the i-th call runs in the mode of step i, whatever step is passed
+    assert modes_of_calls(7, 7, 7) == [["single"], ["two"], ["single"]]
+    objectives.eval()  # counted again from the start
+    assert modes_of_calls(7) == [["single"]]
+    assert modes_of_calls(7, mode="two") == [["two"]]  # an explicit mode wins
+    objectives.train()
+    assert modes_of_calls(1, 1, mode=None) == [["two"], ["two"]]
+    assert modes_of_calls(1, mode="single") == [["single"]]
+    plain = PretrainingObjectives(config({"mlm": 1.0}), model)  # no schedule: the model's default
+    model.calls.clear()
+    plain(batch, 1)
+    assert [c[2] for c in model.calls if c[0] == "fuse"] == [None]
 
 
 def test_text_only_stage_trains_the_language_model_alone():
     model = FakeModel()
     objectives = PretrainingObjectives(config({"mlm": 1.0, "itm": 1.0}, text_only=True), model)
     batch = make_batch()
-    out = objectives(model, batch, step=0)
+    out = objectives(batch, step=0)
     assert set(out.losses) == {"mlm"} and model.calls == [("text_mlm", batch.size)]
     positions = batch.mlm_labels != -100
     expected = F.cross_entropy(
@@ -357,7 +407,7 @@ def test_qa_without_questions_is_a_connected_zero():
     model = FakeModel()
     batch = make_batch()
     batch.has_answer = torch.zeros(batch.size, dtype=torch.bool)
-    out = PretrainingObjectives(config({"qa": 1.0}), model)(model, batch, step=0)
+    out = PretrainingObjectives(config({"qa": 1.0}), model)(batch, step=0)
     assert out.losses["qa"].item() == 0.0
     out.losses["qa"].backward()
     assert model.heads.qa_head.weight.grad is not None
@@ -376,7 +426,7 @@ def test_mvm_masks_real_regions_only_and_regresses_their_features():
         return original(visual, visual_mask)
 
     model.embed_image = spy
-    out = objectives(model, batch, step=0)
+    out = objectives(batch, step=0)
     (visual_mask,) = masks
     assert not visual_mask[:, 0].any()  # never the [CLS] token
     assert not visual_mask[0, -1]  # never a padded region
@@ -393,13 +443,13 @@ def test_a_few_steps_lower_the_loss():
         itm__synthesized__per_positive=1,
     )
     objectives = PretrainingObjectives(cfg, model, REPLACEABLE, mask_token_id=MASK_ID)
-    for name, module in objectives.trainable_modules().items():
-        model.add_module(name, module)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    trainable = [p for p in objectives.parameters() if p.requires_grad]  # the model and the temperature
+    assert len(trainable) == len(list(model.parameters())) + 1
+    optimizer = torch.optim.Adam(trainable, lr=0.02)
     batch = make_batch()
 
     def total():
-        return objectives.total(objectives(model, batch, step=10))
+        return objectives(batch, step=10).total
 
     torch.manual_seed(0)
     first = total().item()
@@ -411,10 +461,9 @@ def test_a_few_steps_lower_the_loss():
     assert total().item() < 0.7 * first
 
 
-def test_unattached_temperature_module_gets_the_gradient():
-    # the trainer may keep the module beside the model (its extra modules) instead of attaching it
+def test_the_temperature_submodule_gets_the_gradient():
     model = FakeModel()
     objectives = PretrainingObjectives(config({"itc": 1.0}), model)
-    (module,) = objectives.trainable_modules().values()
-    objectives(model, make_batch(), step=0).losses["itc"].backward()
-    assert module.log_scale.grad is not None and module.log_scale.grad.abs() > 0
+    objectives(make_batch(), step=0).losses["itc"].backward()
+    grad = objectives.temperature.log_scale.grad
+    assert grad is not None and grad.abs() > 0

@@ -1,5 +1,7 @@
 """`vlp pretrain` end to end on a small shapes world: the wiring of data, models, objectives and trainer."""
 
+import math
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -10,6 +12,7 @@ from vlp.config import load_config
 from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.objectives.pretraining import PretrainingObjectives
 from vlp.pretrain import TEACHER_FILE, pretrain
+from vlp.train.checkpoint import list_checkpoints
 from vlp.train.logging import read_metrics
 
 
@@ -94,19 +97,29 @@ def test_semvlp_iterative_uses_both_modes_and_all_objectives(shapes, tmp_path):
             f"{vqa / 'v2_mscoco_train2014_annotations.json'}",
         ],
     )
-    seen_modes = []
-    original = PretrainingObjectives.__call__
+    seen_modes = []  # per training step: the modes the model's fusion ran in
+    original = PretrainingObjectives.forward
 
-    def spy(self, model, batch, step, mode=None):
-        seen_modes.append(mode)
-        return original(self, model, batch, step, mode=mode)
+    def spy(self, batch, step, mode=None):
+        fuse, modes = self.model.fuse, set()
 
-    PretrainingObjectives.__call__ = spy
+        def recording_fuse(*args, **kwargs):
+            modes.add(kwargs.get("mode"))
+            return fuse(*args, **kwargs)
+
+        self.model.fuse = recording_fuse
+        try:
+            return original(self, batch, step, mode=mode)
+        finally:
+            del self.model.fuse
+            seen_modes.append(sorted(modes))
+
+    PretrainingObjectives.forward = spy
     try:
         pretrain(config, out)
     finally:
-        PretrainingObjectives.__call__ = original
-    assert seen_modes == ["single", "two"]
+        PretrainingObjectives.forward = original
+    assert seen_modes == [["single"], ["two"]]  # the iterative schedule: step 1 single, step 2 two
     losses = losses_by_step(out)
     assert {"mlm", "itm", "mvm", "qa"} <= set(losses[2])
     assert vlp.load(out / "final").config.num_answers > 0
@@ -118,23 +131,45 @@ def test_stopped_and_resumed_run_equals_uninterrupted_one(shapes, tmp_path):
     config = load_config("vilta-tiny", overrides)
     pretrain(config, tmp_path / "full")
 
-    original = PretrainingObjectives.__call__
+    original = PretrainingObjectives.forward
 
-    def crash_at_step_3(self, model, batch, step, mode=None):
+    def crash_at_step_3(self, batch, step, mode=None):
         if step == 2:  # 0-based: the third step
             raise KeyboardInterrupt
-        return original(self, model, batch, step, mode=mode)
+        return original(self, batch, step, mode=mode)
 
-    PretrainingObjectives.__call__ = crash_at_step_3
+    PretrainingObjectives.forward = crash_at_step_3
     try:
         with pytest.raises(KeyboardInterrupt):
             pretrain(config, tmp_path / "resumed")
     finally:
-        PretrainingObjectives.__call__ = original
+        PretrainingObjectives.forward = original
     pretrain(config, tmp_path / "resumed", resume=True)
 
     assert losses_by_step(tmp_path / "resumed") == losses_by_step(tmp_path / "full")
     assert sorted(losses_by_step(tmp_path / "full")) == [1, 2, 3, 4]
+
+    # The learnable ITC temperature is checkpointed beside the model (extra.safetensors) and restored on
+    # resume; the frozen teacher is not in the checkpoints (it is stored once, in teacher.safetensors).
+    initial = torch.tensor(math.log(1 / config.objectives.itc.temperature))
+    checkpoints = {}
+    for run in ("full", "resumed"):
+        for path in list_checkpoints(tmp_path / run):
+            checkpoints[run, path.name] = path
+            model_keys = load_file(str(path / "model.safetensors")).keys()
+            assert not any(key.startswith(("teacher.", "temperature.")) for key in model_keys)
+            assert load_file(str(path / "extra.safetensors")).keys() == {"temperature.log_scale"}
+    assert sorted(checkpoints) == [(run, f"step-{s:08d}") for run in ("full", "resumed") for s in (2, 4)]
+    temperatures = {
+        key: load_file(str(path / "extra.safetensors"))["temperature.log_scale"]
+        for key, path in checkpoints.items()
+    }
+    assert not torch.equal(temperatures["full", "step-00000002"], initial)  # it is trained
+    assert not torch.equal(temperatures["full", "step-00000004"], temperatures["full", "step-00000002"])
+    for step in ("step-00000002", "step-00000004"):  # written before the crash, and after the resume
+        assert torch.equal(temperatures["resumed", step], temperatures["full", step])
+    teacher = load_file(str(tmp_path / "full" / TEACHER_FILE))
+    assert teacher and all(key.startswith(("encoder.", "head.")) for key in teacher)
 
 
 def test_short_pretraining_lowers_mlm_and_lifts_itm_well_above_chance(tmp_path):

@@ -1,4 +1,4 @@
-"""The trainer end to end on a toy model, toy objective (two named losses) and a toy resumable loader.
+"""The trainer end to end on a toy model, a toy step module (two named losses) and a toy resumable loader.
 
 Also run as a script by torchrun (see ``test_ddp_and_fsdp_match_one_process``): ``__main__`` below trains
 the same toy under 2 processes with DDP and with FSDP.
@@ -23,7 +23,7 @@ from torch import nn
 from vlp.config import ModeScheduleConfig, TrainConfig
 from vlp.objectives.base import ObjectiveOutput
 from vlp.train import ModeSchedule, NonFiniteLossError, Trainer, find_latest
-from vlp.train.checkpoint import load_tensors, read_meta
+from vlp.train.checkpoint import list_checkpoints, load_tensors, read_meta
 from vlp.train.logging import read_metrics
 
 DIM = 4
@@ -77,37 +77,89 @@ class ToyModel(nn.Module):
 
 
 class Temperature(nn.Module):
-    """An extra trainable module (like an ITC temperature) that the objective uses."""
+    """A trainable module outside the model (like an ITC temperature) that the step module uses."""
 
     def __init__(self) -> None:
         super().__init__()
         self.log_scale = nn.Parameter(torch.zeros(()))
 
 
-class ToyObjective:
-    """Losses "a" and "b" (squared errors of two heads); optional NaN / crash at a 0-based step."""
+class ToyTeacher(nn.Module):
+    """A frozen module outside the model (like a distillation teacher): fixed weights (no RNG drawn), never
+    trained, not in the trainer's checkpoints."""
 
-    def __init__(self, temperature: Temperature | None = None, nan_at: int | None = None, crash_at=None):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(-1.0, 1.0, DIM)[:, None], requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x @ self.weight).squeeze(-1)
+
+
+class ToyObjective(nn.Module):
+    """The step module: losses "a" and "b" (squared errors of two heads of ``model``), weighted a=1, b=0.5.
+
+    Optional: a learnable ``temperature`` scaling head b, a frozen ``teacher`` shifting target a, a mode
+    ``schedule`` (training: the mode of ``step``; eval: the i-th call since eval mode gets the mode of
+    step i, as PretrainingObjectives does), a NaN loss / a crash at a 0-based step.
+    """
+
+    def __init__(
+        self,
+        model: ToyModel,
+        temperature: Temperature | None = None,
+        *,
+        schedule: ModeSchedule | None = None,
+        teacher: ToyTeacher | None = None,
+        nan_at: int | None = None,
+        crash_at: int | None = None,
+    ):
+        super().__init__()
+        self.model = model
         self.temperature = temperature
+        self.teacher = teacher
+        self.schedule = schedule
+        self.weights: dict[str, float] | None = {"a": 1.0, "b": 0.5}
         self.nan_at = nan_at
         self.crash_at = crash_at
         self.dtypes: list[torch.dtype] = []
         self.modes: list[str | None] = []
+        self._eval_calls = 0
 
-    def __call__(self, model, batch, step, mode=None):
+    def train(self, mode: bool = True) -> ToyObjective:
+        super().train(mode)
+        self._eval_calls = 0
+        return self
+
+    def _mode(self, step: int) -> str | None:
+        if self.schedule is None:
+            return None
+        if self.training:
+            return self.schedule.mode_at(step)
+        self._eval_calls += 1
+        return self.schedule.mode_at(self._eval_calls - 1)
+
+    def forward(self, batch, step):
         if self.crash_at is not None and step == self.crash_at:
             raise KeyboardInterrupt("simulated preemption")
+        mode = self._mode(step)
         self.modes.append(mode)
+        model = self.model
         h = model.features(batch.x, mode)
         self.dtypes.append(h.dtype)
         pred_b = model.head_b(h).squeeze(-1).float()
         if self.temperature is not None:
             pred_b = pred_b * self.temperature.log_scale.exp()
-        a = (model.head_a(h).squeeze(-1).float() - batch.ya).pow(2).mean()
+        target_a = batch.ya
+        if self.teacher is not None:
+            with torch.no_grad():
+                target_a = target_a + 0.1 * self.teacher(batch.x)
+        a = (model.head_a(h).squeeze(-1).float() - target_a).pow(2).mean()
         b = (pred_b - batch.yb).pow(2).mean()
         if self.nan_at is not None and step == self.nan_at:
             a = a * float("nan")
-        return ObjectiveOutput(losses={"a": a, "b": b}, metrics={"pred_mean": pred_b.mean().item()})
+        out = ObjectiveOutput(losses={"a": a, "b": b}, metrics={"pred_mean": pred_b.mean().item()})
+        return out.weighted(self.weights) if self.weights is not None else out
 
 
 class ToyLoader:
@@ -152,22 +204,22 @@ def make_cfg(**overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def make_trainer(out, cfg, *, model_seed=0, objective=None, loader=None, schedule=True, temperature=None):
+def make_trainer(out, cfg, *, model_seed=0, loader=None, schedule=True, **objective_options):
+    """A toy trainer; ``objective_options`` go to :class:`ToyObjective` (with a new model and temperature)."""
     torch.manual_seed(model_seed)
     model = ToyModel(dropout=0.1)
-    temperature = temperature if temperature is not None else Temperature()
-    objective = objective or ToyObjective(temperature)
-    objective.temperature = temperature
-    return Trainer(
+    objective = ToyObjective(
         model,
+        Temperature(),
+        schedule=ModeSchedule(ModeScheduleConfig(kind="iterative", every=2)) if schedule else None,
+        **objective_options,
+    )
+    return Trainer(
         objective,
         loader or ToyLoader(),
         cfg,
-        {"a": 1.0, "b": 0.5},
         out,
         val_loader=ToyLoader(n=8, seed=99),
-        mode_schedule=ModeSchedule(ModeScheduleConfig(kind="iterative", every=2)) if schedule else None,
-        extra_modules={"temperature": temperature},
         config_dict={"train": {"max_steps": cfg.max_steps}},
     )
 
@@ -208,8 +260,12 @@ def test_fit_trains_logs_validates_and_checkpoints(tmp_path):
     for name, tensor in trainer.model.state_dict().items():
         assert torch.equal(saved[name], tensor)
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
-    # The mode schedule reached the objective (every=2: single, single, two, two, ...), step by step.
-    assert trainer.step_module.objective.modes[:4] == ["single", "single", "two", "two"]
+    # The step module's mode schedule followed the steps (every=2: single, single, two, two, ...); each
+    # validation (2 batches, after steps 6 and 12) ran batch i in the mode of step i.
+    single, two = "single", "two"
+    val = [single, single]
+    expected_modes = [single, single, two, two, single, single] + val + [two, two, single, single, two, two]
+    assert trainer.step_module.modes == expected_modes + val
     # Starting again in the same directory without resume is refused.
     with pytest.raises(ValueError, match="already holds checkpoints"):
         make_trainer(tmp_path, make_cfg(max_steps=12)).fit()
@@ -222,9 +278,7 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     full = make_trainer(tmp_path / "full", cfg, loader=ToyLoader(n=16))
     full.fit()
 
-    broken = make_trainer(
-        tmp_path / "resumed", cfg, loader=ToyLoader(n=16), objective=ToyObjective(crash_at=6)
-    )
+    broken = make_trainer(tmp_path / "resumed", cfg, loader=ToyLoader(n=16), crash_at=6)
     with pytest.raises(KeyboardInterrupt):
         broken.fit()
     assert find_latest(tmp_path / "resumed").name == "step-00000004"
@@ -239,17 +293,15 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     assert sorted(losses_by_step(tmp_path / "full")) == [3, 6, 9]
     for (name, p), q in zip(full.model.named_parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q), name
-    assert torch.equal(
-        full.extra_modules["temperature"].log_scale, resumed.extra_modules["temperature"].log_scale
-    )
-    assert full.extra_modules["temperature"].log_scale.item() != 0.0  # the extra module was trained
+    assert torch.equal(full.step_module.temperature.log_scale, resumed.step_module.temperature.log_scale)
+    assert full.step_module.temperature.log_scale.item() != 0.0  # the extra parameter was trained
     assert (
         full.optimizer.state_dict()["state"][0]["step"] == resumed.optimizer.state_dict()["state"][0]["step"]
     )
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    trainer = make_trainer(tmp_path, make_cfg(ckpt_every=2), objective=ToyObjective(nan_at=4))
+    trainer = make_trainer(tmp_path, make_cfg(ckpt_every=2), nan_at=4)
     with pytest.raises(NonFiniteLossError) as err:
         trainer.fit()
     message = str(err.value)
@@ -268,18 +320,51 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_loss_without_weight_is_an_error_naming_it(tmp_path):
     trainer = make_trainer(tmp_path, make_cfg(max_steps=1))
-    trainer.step_module.loss_weights = {"a": 1.0}
+    trainer.step_module.weights = {"a": 1.0}  # the step module weights its losses
     with pytest.raises(ValueError, match=r"\['b'\] with no weight"):
         trainer.fit()
 
 
+def test_a_step_module_without_the_weighted_total_is_an_error(tmp_path):
+    trainer = make_trainer(tmp_path, make_cfg(max_steps=1))
+    trainer.step_module.weights = None  # returns the losses unweighted
+    with pytest.raises(TypeError, match=r"ToyObjective.forward returned ObjectiveOutput without a weighted"):
+        trainer.fit()
+    with pytest.raises(TypeError, match=r"\.model"):
+        Trainer(nn.Linear(2, 2), ToyLoader(), make_cfg(), tmp_path / "other")
+
+
+def test_extra_parameters_are_trained_and_checkpointed_frozen_state_is_not(tmp_path):
+    cfg = make_cfg(max_steps=4, ckpt_every=2, val_every=0, keep_checkpoints=0)
+    trainer = make_trainer(tmp_path, cfg, teacher=ToyTeacher())
+    temperature = trainer.step_module.temperature.log_scale
+    assert trainer.extra_params == {"temperature.log_scale": temperature}
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in trainer.optimizer.param_groups}
+    assert id(temperature) in groups["heads/no_decay"]
+    optimised = set().union(*groups.values())
+    assert not any(id(p) in optimised for p in trainer.step_module.teacher.parameters())
+    trainer.fit()
+    assert torch.equal(trainer.step_module.teacher.weight, ToyTeacher().weight)  # never trained
+    for path in list_checkpoints(tmp_path):  # steps 2 and 4
+        assert load_tensors(path / "model.safetensors").keys() == trainer.model.state_dict().keys()
+        assert load_tensors(path / "extra.safetensors").keys() == {"temperature.log_scale"}
+    final = load_tensors(find_latest(tmp_path) / "extra.safetensors")["temperature.log_scale"]
+    assert torch.equal(final, temperature.detach()) and final.item() != 0.0
+    # Resuming restores the temperature (a fresh one starts at 0) and leaves the teacher as it was built.
+    teacher = ToyTeacher()
+    with torch.no_grad():
+        teacher.weight.add_(1.0)
+    again = make_trainer(tmp_path, cfg, model_seed=123, teacher=teacher)
+    assert again.fit(resume=True)["step"] == 4
+    assert torch.equal(again.step_module.temperature.log_scale, temperature)
+    assert torch.equal(again.step_module.teacher.weight, ToyTeacher().weight + 1.0)
+
+
 def test_bf16_autocast_runs_with_fp32_master_weights(tmp_path):
-    objective = ToyObjective()
-    trainer = make_trainer(
-        tmp_path, make_cfg(max_steps=3, precision="bf16", val_every=0), objective=objective
-    )
+    trainer = make_trainer(tmp_path, make_cfg(max_steps=3, precision="bf16", val_every=0))
     final = trainer.fit()
-    assert objective.dtypes and all(dtype == torch.bfloat16 for dtype in objective.dtypes)
+    dtypes = trainer.step_module.dtypes
+    assert dtypes and all(dtype == torch.bfloat16 for dtype in dtypes)
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
     assert math.isfinite(final["train/total"])
 
@@ -287,10 +372,8 @@ def test_bf16_autocast_runs_with_fp32_master_weights(tmp_path):
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     cfg_small = make_cfg(max_steps=4, grad_accum=2, val_every=0, ckpt_every=0)
     cfg_big = make_cfg(max_steps=4, grad_accum=1, val_every=0, ckpt_every=0)
-    small = make_trainer(
-        tmp_path / "small", cfg_small, loader=ToyLoader(batch_size=4), objective=ToyObjective()
-    )
-    big = make_trainer(tmp_path / "big", cfg_big, loader=ToyLoader(batch_size=8), objective=ToyObjective())
+    small = make_trainer(tmp_path / "small", cfg_small, loader=ToyLoader(batch_size=4))
+    big = make_trainer(tmp_path / "big", cfg_big, loader=ToyLoader(batch_size=8))
     for trainer in (small, big):
         trainer.model.drop.p = 0.0
         trainer.fit()
@@ -310,22 +393,22 @@ def _distributed_cfg(**overrides) -> TrainConfig:
 def _run_distributed_toy(
     out: Path, rank: int, world_size: int, fsdp: bool, crash_at: int | None = None, resume: bool = False
 ) -> Trainer:
-    """Global batch 8 per micro-step: ``world_size`` processes x ``8 / world_size`` samples."""
+    """Global batch 8 per micro-step: ``world_size`` processes x ``8 / world_size`` samples. The step module
+    holds a learnable scalar (FSDP cannot shard it) and a frozen teacher matrix (not sharded, not saved)."""
     torch.manual_seed(1 if resume else 0)
-    model = ToyModel(dropout=0.0)
-    temperature = Temperature()
+    objective = ToyObjective(
+        ToyModel(dropout=0.0),
+        Temperature(),
+        schedule=ModeSchedule(ModeScheduleConfig(kind="iterative", every=1)),  # cross unused half the time
+        teacher=ToyTeacher(),
+        crash_at=crash_at,
+    )
     trainer = Trainer(
-        model,
-        ToyObjective(temperature, crash_at=crash_at),
+        objective,
         ToyLoader(batch_size=8 // world_size, rank=rank, world_size=world_size),
         _distributed_cfg(fsdp=fsdp),
-        {"a": 1.0, "b": 0.5},
         out,
         val_loader=ToyLoader(n=16, batch_size=8 // world_size, rank=rank, world_size=world_size, seed=99),
-        mode_schedule=ModeSchedule(
-            ModeScheduleConfig(kind="iterative", every=1)
-        ),  # cross unused half the time
-        extra_modules={"temperature": temperature},
     )
     trainer.fit(resume=resume)
     return trainer
@@ -341,7 +424,8 @@ def test_ddp_and_fsdp_match_one_process(tmp_path):
     """2 CPU processes (gloo, torchrun) = 1 process at the same global batch: params within atol 1e-5.
 
     Covers DDP (with grad accumulation under no_sync, and a parameter unused on single-stream steps) and
-    FSDP (including a scalar extra parameter FSDP cannot shard, and stop-and-resume).
+    FSDP (including a scalar extra parameter FSDP cannot shard, a frozen teacher left out of the
+    checkpoints, and stop-and-resume).
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     command = [
@@ -354,7 +438,7 @@ def test_ddp_and_fsdp_match_one_process(tmp_path):
     single = _run_distributed_toy(tmp_path / "single", rank=0, world_size=1, fsdp=False)
     expected = {
         **single.model.state_dict(),
-        **{f"temperature.{k}": v for k, v in single.extra_modules["temperature"].state_dict().items()},
+        **{f"temperature.{k}": v for k, v in single.step_module.temperature.state_dict().items()},
     }
     for kind in ("ddp", "fsdp"):
         latest = find_latest(tmp_path / kind)

@@ -11,11 +11,10 @@ import torch
 from torch import nn
 
 from vlp.config import ConfigError, ModeScheduleConfig, TrainConfig
-from vlp.objectives.base import ObjectiveOutput
+from vlp.objectives.base import ObjectiveOutput, weighted_total
 from vlp.train import checkpoint as ckpt
 from vlp.train.logging import MetricsLogger, read_metrics
-from vlp.train.loop import TrainStep, weighted_total
-from vlp.train.optim import build_optimizer, build_scheduler, is_no_decay, param_groups
+from vlp.train.optim import build_optimizer, build_scheduler, extra_parameters, is_no_decay, param_groups
 from vlp.train.schedules import ModeSchedule, warmup_linear_decay
 
 # --------------------------------------------------------------------------- a tiny model
@@ -115,11 +114,29 @@ def test_mode_schedule_rejects_bad_config():
 # --------------------------------------------------------------------------- optimiser groups
 
 
+class Step(nn.Module):
+    """A trainer step module: the model, a learnable scalar and a frozen teacher beside it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.temp = nn.ParameterDict({"t": nn.Parameter(torch.tensor(0.07))})
+        self.teacher = nn.Linear(3, 3).requires_grad_(False)
+
+
 def test_param_groups_lrs_and_no_decay_policy():
     model = Tiny()
-    temperature = nn.ParameterDict({"t": nn.Parameter(torch.tensor(0.07))})
+    step = Step(model)
+    temperature = step.temp
+    assert extra_parameters(step) == {"temp.t": temperature["t"]} and extra_parameters(model) == {}
     cfg = TrainConfig(lr=1e-3, lr_mult_encoders=0.5, lr_mult_fusion=1.0, lr_mult_heads=3.0, weight_decay=0.1)
-    groups = {g["name"]: g for g in param_groups(model, cfg, {"temp": temperature})}
+    # the same groups from the step module, and from the model with its extra parameters named
+    from_step = param_groups(step, cfg)
+    from_model = param_groups(model, cfg, {"temp.t": temperature["t"]})
+    assert [[id(p) for p in g["params"]] for g in from_step] == [
+        [id(p) for p in g["params"]] for g in from_model
+    ]
+    groups = {g["name"]: g for g in from_step}
     ids = {name: {id(p) for p in g["params"]} for name, g in groups.items()}
     assert ids["encoders/decay"] == {id(model.embed.weight)}  # word embeddings are decayed
     assert ids["encoders/no_decay"] == {
@@ -169,13 +186,24 @@ def test_param_groups_errors_name_the_parameter():
 # --------------------------------------------------------------------------- loss weights
 
 
+class TinyStep(nn.Module):
+    """A step module weighting ``tiny_objective``'s losses."""
+
+    def __init__(self, model: nn.Module, weights: dict[str, float]) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+
+    def forward(self, batch, step):
+        return tiny_objective(self.model, batch, step).weighted(self.weights)
+
+
 def grads_with(weights):
     torch.manual_seed(0)
     model = Tiny()
-    step = TrainStep(model, tiny_objective, weights)
-    total, losses, _ = step(torch.tensor([[1, 2, 3], [0, 4, 1]]), 0)
-    total.backward()
-    return model, total, losses
+    out = TinyStep(model, weights)(torch.tensor([[1, 2, 3], [0, 4, 1]]), 0)
+    out.total.backward()
+    return model, out.total, out.losses
 
 
 def test_loss_weights_really_weight_the_gradients():
@@ -196,6 +224,14 @@ def test_weighted_total_errors_and_zero_weight_nan():
         weighted_total({"a": a, "b": b}, {"a": 1.0})
     with pytest.raises(ValueError, match="weight 0"):
         weighted_total({"a": a}, {"a": 0.0})
+    with pytest.raises(ValueError, match="reserved"):
+        weighted_total({"total": a}, {"total": 1.0})
+    # ObjectiveOutput.weighted is that same sum, in float32, kept on the output
+    half = {"a": torch.tensor(2.0, dtype=torch.bfloat16), "b": torch.tensor(3.0)}
+    out = ObjectiveOutput(losses=dict(half))
+    assert out.total is None and out.weighted({"a": 0.5, "b": 2.0}) is out
+    assert out.total.dtype == torch.float32 and out.total.item() == 7.0
+    assert torch.equal(out.total, weighted_total(half, {"a": 0.5, "b": 2.0}))
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -29,7 +29,8 @@ TEACHER_FILE = "teacher.safetensors"
 
 
 def _persist_teacher(objectives: PretrainingObjectives, out: Path, resume: bool, is_main: bool) -> None:
-    """The default teacher is the model as it stood at initialisation: a resumed run must read it back
+    """Store the frozen teacher once per run (the trainer's checkpoints leave frozen state outside the model
+    out). The default teacher is the model as it stood at initialisation: a resumed run must read it back
     from the run directory rather than copy the (by now trained) model again."""
     if objectives.teacher is None:
         return
@@ -65,23 +66,22 @@ def pretrain(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
 
     synth = config.objectives.itm.synthesized
     replaceable = replaceable_vocab_mask(tokenizer, synth.replaceable, size=model.vocab_size)
+    schedule = ModeSchedule(config.objectives.mode_schedule) if model_cfg.arch == "semvlp" else None
     objectives = PretrainingObjectives(
-        config.objectives, model, replaceable, mask_token_id=tokenizer.mask_token_id
+        config.objectives,
+        model,
+        replaceable,
+        mask_token_id=tokenizer.mask_token_id,
+        mode_schedule=schedule,
     )
     _persist_teacher(objectives, out, resume, dist.is_main)
-    objectives.to(dist.device)
-    schedule = ModeSchedule(config.objectives.mode_schedule) if model_cfg.arch == "semvlp" else None
 
     trainer = Trainer(
-        model,
         objectives,
         train_loader,
         config.train,
-        objectives.weights,
         out,
         val_loader=val_loader,
-        mode_schedule=schedule,
-        extra_modules=objectives.trainable_modules(),
         config_dict=config_to_dict(config),
     )
     result = trainer.fit(resume=resume)

@@ -13,12 +13,40 @@ LOSS_NAMES = ("mlm", "itm", "itc", "mvm", "qa")
 IGNORE_INDEX = -100
 
 
+def weighted_total(losses: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """``sum(weights[name] * losses[name])`` in float32 over the losses whose weight is not 0: the one place
+    losses are weighted.
+
+    A loss without a weight is an error naming it; so are no losses at all, a loss called "total" (the name
+    is reserved for the weighted sum) and losses that all have weight 0. Losses of weight 0 are left out of
+    the sum entirely, so they have no effect on the gradients even if they are not finite.
+    """
+    if not losses:
+        raise ValueError("the objective returned no losses")
+    if "total" in losses:
+        raise ValueError("'total' is reserved for the weighted sum; rename that loss")
+    missing = [name for name in losses if name not in weights]
+    if missing:
+        raise ValueError(
+            f"the objective returned loss(es) {missing} with no weight in objectives.weights "
+            f"(weights are given for {sorted(weights)})"
+        )
+    terms = [weights[name] * loss.float() for name, loss in losses.items() if weights[name] != 0]
+    if not terms:
+        raise ValueError(
+            f"every loss the objective returned ({sorted(losses)}) has weight 0: nothing to train"
+        )
+    return torch.stack(terms).sum() if len(terms) > 1 else terms[0]
+
+
 @dataclass
 class ObjectiveOutput:
-    """Unweighted losses by name (scalars with a graph) and detached metrics (plain floats)."""
+    """Unweighted losses by name (scalars with a graph), detached metrics (plain floats) and, once
+    :meth:`weighted` has run, their weighted sum ``total`` (what the trainer back-propagates)."""
 
     losses: dict[str, Tensor] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    total: Tensor | None = None
 
     def update(self, other: ObjectiveOutput) -> ObjectiveOutput:
         """Add ``other``'s losses and metrics to this one; a loss computed twice is a bug."""
@@ -29,14 +57,10 @@ class ObjectiveOutput:
         self.metrics.update(other.metrics)
         return self
 
-    def total(self, weights: Mapping[str, float]) -> Tensor:
-        """``sum(weights[name] * loss)``; a loss without a weight is an error naming it."""
-        if not self.losses:
-            raise ValueError("no losses to sum: every objective is switched off")
-        missing = [name for name in self.losses if name not in weights]
-        if missing:
-            raise ValueError(f"objectives.weights has no weight for loss(es) {missing}")
-        return sum(weights[name] * loss for name, loss in self.losses.items())
+    def weighted(self, weights: Mapping[str, float]) -> ObjectiveOutput:
+        """Set ``total`` to :func:`weighted_total` of the losses and ``weights``; returns ``self``."""
+        self.total = weighted_total(self.losses, weights)
+        return self
 
 
 def zero_loss(like: Tensor) -> Tensor:

@@ -25,8 +25,8 @@ class ContrastiveTemperature(nn.Module):
     """Holds ``log(1 / T)``; calling it returns the logit scale ``1 / T`` with T clamped to
     [``min_temperature``, ``max_temperature``].
 
-    With ``learnable`` it is a parameter the optimiser must see: attach it to the model before building
-    the optimizer (``PretrainingObjectives.trainable_modules()`` says how); otherwise a fixed buffer.
+    With ``learnable`` it is a parameter, otherwise a fixed buffer. ``PretrainingObjectives`` holds it as
+    its ``temperature`` submodule, so the trainer optimises and checkpoints it beside the model.
     """
 
     def __init__(

@@ -12,25 +12,22 @@ and skips its work):
 6. the masked captions fused once with the images: MLM, and MVM when the images are masked too (both
    masks in one pass, LXMERT-style; with MLM off, MVM fuses the clean captions).
 
-Trainable computation goes only through the ``model`` argument of :meth:`PretrainingObjectives.__call__`
-(the trainer may hand in a wrapped model). The learnable ITC temperature lives outside the model: give
-the modules of :meth:`PretrainingObjectives.trainable_modules` to the optimizer *before* building it (and
-before wrapping for DDP/FSDP), either as the trainer's extra modules
-(``vlp.train.loop.TrainStep(model, objectives, weights, extra_modules=objectives.trainable_modules())``)
-or attached to the model::
+``PretrainingObjectives`` is the trainer's step module (``vlp.train.loop.Trainer``): an ``nn.Module``
+holding the model (``.model``), the ITC temperature (``.temperature``: a parameter when learnable, so the
+optimizer finds it beside the model's own) and the frozen teacher (``.teacher``), so that ``.to(device)``
+and DDP/FSDP wrapping cover all of them::
 
     objectives = PretrainingObjectives(cfg.objectives, model, vocab_mask, mask_token_id=tok.mask_token_id)
-    for name, module in objectives.trainable_modules().items():
-        model.add_module(name, module)   # now in model.parameters() and model.state_dict()
-    objectives.to(device)                # the frozen teacher
+    out = objectives(batch, step)        # out.losses by name, out.total weighted with cfg.weights
 
-Either way the objectives use that same module object (found on the model by name when attached).
-The teacher (soft labels, synonym guard) and the caption generator run without gradients.
+The teacher (soft labels, synonym guard) and the caption generator run without gradients; the teacher
+stays in eval mode whatever ``.train()`` is called with.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -55,32 +52,27 @@ from vlp.objectives.qa import qa_objective
 from vlp.objectives.teacher import freeze, load_teacher, teacher_predict
 from vlp.objectives.text_mlm import text_mlm_objective
 
-TEMPERATURE_MODULE = "itc_temperature"
+if TYPE_CHECKING:  # vlp.train is not imported at run time: objectives do not depend on the trainer
+    from vlp.train.schedules import ModeSchedule
 
 
 def _rows(features: TextFeatures, index: Tensor | slice) -> TextFeatures:
     return TextFeatures(hidden=features.hidden[index], mask=features.mask[index])
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP / FSDP / compile wrappers (they keep it as ``.module`` or ``._orig_mod``)."""
-    while True:
-        inner = getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            inner = getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
-class PretrainingObjectives:
-    """The enabled losses of ``cfg`` for ``model``'s architecture.
+class PretrainingObjectives(nn.Module):
+    """The enabled losses of ``cfg`` for ``model``'s architecture: the trainer's step module.
 
     ``replaceable_vocab`` (bool [V], :func:`vlp.data.masking.replaceable_vocab_mask`) and ``mask_token_id``
     are needed for synthesized ITM negatives. ``teacher`` overrides the soft-label teacher (default:
     :func:`vlp.objectives.teacher.load_teacher` from ``cfg.soft_labels.teacher``, i.e. a frozen copy of
-    ``model``'s language model taken now). Call as ``objectives(model, batch, step, mode)`` to get the
-    unweighted losses by name; :meth:`total` weights them.
+    ``model``'s language model taken now). ``mode_schedule`` (SemVLP) picks the fusion mode of each call
+    that names none (see :meth:`forward`).
+
+    Submodules: ``model``; ``temperature`` (:class:`ContrastiveTemperature`, None when neither ITC nor
+    hard-negative mining needs it); ``teacher`` (frozen, always in eval mode; None when unused). The
+    buffer ``replaceable_vocab`` is not persistent. Call as ``objectives(batch, step)`` to get the
+    unweighted losses by name, with ``total`` weighted by ``cfg.weights``.
     """
 
     def __init__(
@@ -92,7 +84,9 @@ class PretrainingObjectives:
         *,
         mask_token_id: int | None = None,
         generator: torch.Generator | None = None,
+        mode_schedule: ModeSchedule | None = None,
     ):
+        super().__init__()
         unknown = sorted(set(cfg.weights) - set(LOSS_NAMES))
         if unknown:
             raise ValueError(f"objectives.weights: unknown loss(es) {unknown}; known: {list(LOSS_NAMES)}")
@@ -101,14 +95,15 @@ class PretrainingObjectives:
             raise ValueError(f"objectives.weights must be >= 0, got {negative}")
         self.cfg = cfg
         self.generator = generator
+        self.mode_schedule = mode_schedule
+        self._eval_calls = 0  # eval-mode forwards since the last train() / eval(): the schedule's index
         self.weights = {name: w for name, w in cfg.weights.items() if w > 0}
         if cfg.text_only:
             self.weights = {"mlm": cfg.weights.get("mlm", 1.0) or 1.0}
         enabled = self.enabled
         if not enabled:
             raise ValueError("objectives.weights: every loss has weight 0, nothing to train")
-        base = _unwrap(model)
-        model_cfg = getattr(base, "config", None)
+        model_cfg = getattr(model, "config", None)
         if "qa" in enabled and not getattr(model_cfg, "num_answers", 0):
             raise ValueError("objectives.weights.qa > 0 needs a QA head: set model.num_answers")
         if "mvm" in enabled and cfg.mvm.loss not in REGRESSION_LOSSES:
@@ -134,21 +129,23 @@ class PretrainingObjectives:
                 )
             if synth.temperature <= 0 or synth.top_k < 0 or synth.synonym_guard_k < 0:
                 raise ValueError("objectives.itm.synthesized: temperature must be > 0, top_k and k >= 0")
-        self.replaceable_vocab = replaceable_vocab.bool() if replaceable_vocab is not None else None
+        self.model = model
+        self.register_buffer(
+            "replaceable_vocab",
+            replaceable_vocab.bool() if replaceable_vocab is not None else None,
+            persistent=False,
+        )
         self.mask_token_id = mask_token_id
         self.mine_hard = "itm" in enabled and itm.hard_negatives > 0
 
-        self.temperature: ContrastiveTemperature | None = None
-        if "itc" in enabled or self.mine_hard:
-            self.temperature = ContrastiveTemperature.from_config(cfg.itc)
+        needs_temperature = "itc" in enabled or self.mine_hard
+        self.temperature = ContrastiveTemperature.from_config(cfg.itc) if needs_temperature else None
 
         use_soft = "mlm" in enabled and cfg.soft_labels.enabled and not cfg.text_only
         use_guard = self.synthesize and synth.synonym_guard_k > 0
-        self.teacher: nn.Module | None = None
         if use_soft or use_guard:
-            self.teacher = (
-                freeze(teacher) if teacher is not None else load_teacher(cfg.soft_labels.teacher, base)
-            )
+            teacher = freeze(teacher) if teacher is not None else load_teacher(cfg.soft_labels.teacher, model)
+        self.teacher = teacher if use_soft or use_guard else None
         self.soft_labels = SoftLabels(cfg.soft_labels, self.teacher) if use_soft else None
 
     # ------------------------------------------------------------------ plumbing
@@ -158,50 +155,40 @@ class PretrainingObjectives:
         """The losses this object computes, in :data:`LOSS_NAMES` order."""
         return [name for name in LOSS_NAMES if name in self.weights]
 
-    def trainable_modules(self) -> dict[str, nn.Module]:
-        """Modules with parameters the optimiser must update (the learnable ITC temperature), by name:
-        pass them to the trainer as extra modules, or attach them with ``model.add_module(name, module)``,
-        before building the optimizer. Empty when there are none."""
-        if self.temperature is not None and isinstance(self.temperature.log_scale, nn.Parameter):
-            return {TEMPERATURE_MODULE: self.temperature}
-        return {}
-
-    def to(self, device: torch.device | str) -> PretrainingObjectives:
-        """Move the frozen teacher, the temperature and the vocabulary mask to ``device``."""
+    def train(self, mode: bool = True) -> PretrainingObjectives:
+        """Train / eval mode for the model and the temperature; the teacher stays in eval mode. Restarts
+        the count of eval-mode forwards that the mode schedule reads (see :meth:`forward`)."""
+        super().train(mode)
         if self.teacher is not None:
-            self.teacher.to(device)
-        if self.temperature is not None:
-            self.temperature.to(device)
-        if self.replaceable_vocab is not None:
-            self.replaceable_vocab = self.replaceable_vocab.to(device)
+            self.teacher.eval()
+        self._eval_calls = 0
         return self
 
-    def state_dict(self) -> dict[str, dict]:
-        """What a resumed run needs besides the model: the teacher's weights (a copy taken at the start of
-        the run is not recoverable from a later model)."""
-        return {"teacher": self.teacher.state_dict()} if self.teacher is not None else {}
-
-    def load_state_dict(self, state: dict[str, dict]) -> None:
-        if self.teacher is not None:
-            if "teacher" not in state:
-                raise KeyError("objectives state has no 'teacher' entry (saved by a run without a teacher?)")
-            self.teacher.load_state_dict(state["teacher"])
-
-    def total(self, output: ObjectiveOutput) -> Tensor:
-        """The weighted sum of ``output``'s losses with this config's weights."""
-        return output.total(self.weights)
-
-    def _temperature(self, model: nn.Module) -> ContrastiveTemperature:
-        """The temperature attached to ``model`` when there is one (what the optimizer updates)."""
-        attached = getattr(_unwrap(model), TEMPERATURE_MODULE, None)
-        if isinstance(attached, ContrastiveTemperature):
-            return attached
-        assert self.temperature is not None
-        return self.temperature
+    def _mode(self, step: int, mode: str | None) -> str | None:
+        """The fusion mode of this call: ``mode`` if given, else the schedule's (None without one)."""
+        if mode is not None or self.mode_schedule is None:
+            return mode
+        if self.training:
+            return self.mode_schedule.mode_at(step)
+        index = self._eval_calls
+        self._eval_calls += 1
+        return self.mode_schedule.mode_at(index)
 
     # ------------------------------------------------------------------ the step
 
-    def __call__(self, model: nn.Module, batch: Batch, step: int, mode: str | None = None) -> ObjectiveOutput:
+    def forward(self, batch: Batch, step: int, mode: str | None = None) -> ObjectiveOutput:
+        """The losses of ``batch`` at 0-based optimizer step ``step``, weighted (``total``) with
+        ``cfg.weights``.
+
+        ``mode`` (SemVLP: "single" or "two") is passed to the model's fusion. When it is None and a mode
+        schedule was given, the schedule decides: in training mode the mode of ``step``; in eval mode the
+        i-th call since the module was put in eval mode runs in the mode of step i, so a validation pass
+        scores both modes in their training proportions.
+        """
+        mode = self._mode(step, mode)
+        return self._losses(self.model, batch, step, mode).weighted(self.weights)
+
+    def _losses(self, model: nn.Module, batch: Batch, step: int, mode: str | None) -> ObjectiveOutput:
         if self.cfg.text_only:
             return text_mlm_objective(model, batch)
         enabled = set(self.enabled)
@@ -233,10 +220,10 @@ class PretrainingObjectives:
         # 4. ITC, and the similarities that hard negatives are mined from
         itc_logits = None
         if "itc" in enabled:
-            itc_out, itc_logits = itc_objective(model, clean, images, batch, self._temperature(model))
+            itc_out, itc_logits = itc_objective(model, clean, images, batch, self.temperature)
             out.update(itc_out)
         elif self.mine_hard:
-            itc_logits = similarity_logits(model, clean, images, self._temperature(model))
+            itc_logits = similarity_logits(model, clean, images, self.temperature)
 
         # 5. ITM rows and QA on the clean pairs
         if use_pairs:

@@ -3,21 +3,21 @@ atomic checkpoints and logs."""
 
 from vlp.train.checkpoint import find_latest, load_model_weights, save_checkpoint
 from vlp.train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
-from vlp.train.loop import NonFiniteLossError, Trainer, TrainStep, weighted_total
-from vlp.train.optim import build_optimizer, build_scheduler, is_no_decay, param_groups
+from vlp.train.loop import NonFiniteLossError, Trainer
+from vlp.train.optim import build_optimizer, build_scheduler, extra_parameters, is_no_decay, param_groups
 from vlp.train.schedules import ModeSchedule, warmup_linear_decay
 
 __all__ = [
     "DistInfo",
     "ModeSchedule",
     "NonFiniteLossError",
-    "TrainStep",
     "Trainer",
     "all_reduce_mean",
     "barrier",
     "build_optimizer",
     "build_scheduler",
     "cleanup",
+    "extra_parameters",
     "find_latest",
     "init_distributed",
     "is_no_decay",
@@ -25,5 +25,4 @@ __all__ = [
     "param_groups",
     "save_checkpoint",
     "warmup_linear_decay",
-    "weighted_total",
 ]

@@ -1,9 +1,17 @@
 """The training loop: one process, DDP or FSDP under torchrun; bf16 autocast, accumulation, clipping,
 periodic validation, atomic checkpoints and exact resumption.
 
-Step numbers: ``step`` passed to the objective and the mode schedule is the 0-based index of the
-optimizer step being computed; logs, checkpoints and error messages count completed optimizer steps
-(the first update is "step 1").
+The trainer drives a *step module*: an ``nn.Module`` whose ``forward(batch, step)`` returns an
+:class:`~vlp.objectives.base.ObjectiveOutput` with its weighted ``total`` set, and whose ``.model`` is the
+model (e.g. :class:`vlp.objectives.PretrainingObjectives`). DDP/FSDP wrap the step module, so their hooks
+fire around the whole objective, whichever model methods it calls. What the step module holds besides
+the model: trainable parameters (e.g. a learnable ITC temperature) are optimised in the "heads" component
+and checkpointed in ``extra.safetensors`` under their names in the step module; frozen parameters and
+buffers (e.g. a distillation teacher) are neither, so whoever builds the step module persists them.
+
+Step numbers: ``step`` passed to the step module is the 0-based index of the optimizer step being
+computed; logs, checkpoints and error messages count completed optimizer steps (the first update is
+"step 1").
 
 Exact resumption: a checkpoint after step N holds the weights, optimizer, LR scheduler (and grad
 scaler), every process's RNG states and loader position, and the partly filled logging window, so a run
@@ -19,9 +27,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -38,8 +46,11 @@ from vlp.train.distributed import (
     init_distributed,
 )
 from vlp.train.logging import MetricsLogger, Progress
-from vlp.train.optim import build_optimizer, build_scheduler
-from vlp.train.schedules import ModeSchedule, warmup_linear_decay
+from vlp.train.optim import build_optimizer, build_scheduler, extra_parameters
+from vlp.train.schedules import warmup_linear_decay
+
+if TYPE_CHECKING:
+    from vlp.objectives.base import ObjectiveOutput
 
 log = logging.getLogger(__name__)
 
@@ -59,62 +70,6 @@ class Loader(Protocol):
     def set_epoch(self, epoch: int) -> None: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
-
-
-Objective = Callable[..., Any]  # (model, batch, step, mode=None) -> ObjectiveOutput
-
-
-def weighted_total(losses: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
-    """``sum(weights[name] * losses[name])`` over the losses whose weight is not 0.
-
-    A loss without a weight is an error naming it. Losses of weight 0 are left out of the sum entirely,
-    so they have no effect on the gradients even if they are not finite.
-    """
-    if not losses:
-        raise ValueError("the objective returned no losses")
-    if "total" in losses:
-        raise ValueError("'total' is reserved for the weighted sum; rename that loss")
-    missing = [name for name in losses if name not in weights]
-    if missing:
-        raise ValueError(
-            f"the objective returned loss(es) {missing} with no weight in objectives.weights "
-            f"(weights are given for {sorted(weights)})"
-        )
-    terms = [weights[name] * loss.float() for name, loss in losses.items() if weights[name] != 0]
-    if not terms:
-        raise ValueError(
-            f"every loss the objective returned ({sorted(losses)}) has weight 0: nothing to train"
-        )
-    return torch.stack(terms).sum() if len(terms) > 1 else terms[0]
-
-
-class TrainStep(nn.Module):
-    """Holds the model (and extra trainable modules) and runs the objective in ``forward``.
-
-    DDP/FSDP wrap this module, so their hooks fire around the whole objective, whichever model methods
-    it calls. The objective is kept out of the module tree: its trainable state (e.g. a learnable
-    temperature) must be passed as an extra module.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        objective: Objective,
-        loss_weights: dict[str, float],
-        extra_modules: dict[str, nn.Module] | None = None,
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.extra = nn.ModuleDict(extra_modules or {})
-        object.__setattr__(self, "objective", objective)
-        self.loss_weights = dict(loss_weights)
-
-    def forward(
-        self, batch: Any, step: int, mode: str | None = None
-    ) -> tuple[Tensor, dict[str, Tensor], dict]:
-        out = self.objective(self.model, batch, step, mode=mode)
-        total = weighted_total(out.losses, self.loss_weights)
-        return total, dict(out.losses), dict(out.metrics)
 
 
 @contextlib.contextmanager
@@ -199,36 +154,41 @@ def _check_config(cfg: TrainConfig) -> None:
 
 
 class Trainer:
-    """Pre-training / fine-tuning loop around an objective; see the module docstring."""
+    """Pre-training / fine-tuning loop around a step module; see the module docstring.
+
+    ``step_module(batch, step)`` must return an ``ObjectiveOutput`` with ``total`` set (its
+    ``weighted(weights)``); ``step_module.model`` is what ``model.safetensors`` holds and what
+    ``parameter_groups()`` splits into the optimizer's components.
+    """
 
     def __init__(
         self,
-        model: nn.Module,
-        objective: Objective,
+        step_module: nn.Module,
         train_loader: Loader,
         cfg: TrainConfig,
-        loss_weights: dict[str, float],
         out_dir: str | Path,
+        *,
         val_loader: Loader | None = None,
-        mode_schedule: ModeSchedule | None = None,
-        extra_modules: dict[str, nn.Module] | None = None,
         config_dict: dict | None = None,
     ) -> None:
         _check_config(cfg)
+        model = getattr(step_module, "model", None)
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"the trainer's step module ({type(step_module).__name__}) must hold the model as `.model`"
+            )
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.train_loader = train_loader
         self.val_loader = val_loader
-        self.mode_schedule = mode_schedule
         self.config_dict = config_dict
         self.dist: DistInfo = init_distributed()
         device = self.dist.device
         if cfg.precision == "fp16" and device.type != "cuda":
             raise ConfigError("train.precision: fp16 needs a CUDA device; use bf16 on the CPU")
         self.device = device
-        self.model = model.to(device)
-        self.extra_modules = {k: m.to(device) for k, m in (extra_modules or {}).items()}
-        self.step_module = TrainStep(self.model, objective, loss_weights, self.extra_modules)
+        self.step_module = step_module.to(device)
+        self.model: nn.Module = model
         self.fsdp = bool(cfg.fsdp and self.dist.distributed)
         self._replicated: list[nn.Parameter] = []
         if cfg.fsdp and not self.dist.distributed:
@@ -243,7 +203,9 @@ class Trainer:
                 find_unused_parameters=True,  # e.g. SemVLP cross-attention is unused in single-stream steps
                 gradient_as_bucket_view=True,
             )
-        self.optimizer = build_optimizer(self.model, cfg, self.extra_modules)
+        # After sharding: FSDP replaces the parameters it shards (their names stay).
+        self.extra_params: dict[str, nn.Parameter] = extra_parameters(self.step_module)
+        self.optimizer = build_optimizer(self.step_module, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -258,17 +220,22 @@ class Trainer:
     def _shard(self) -> None:
         """FSDP2: shard every trainable block of a ModuleList (transformer layers), then the rest at the root.
 
-        Blocks must be called through their ``forward``; everything else is gathered when ``TrainStep``
-        runs. Autocast provides bf16 compute as without FSDP; parameters and gradients stay fp32.
+        Blocks must be called through their ``forward``; everything else is gathered when the step
+        module runs. Autocast provides bf16 compute as without FSDP; parameters and gradients stay fp32.
         FSDP cannot shard scalar parameters (e.g. a learnable temperature): those stay replicated and
-        their gradients are averaged over the processes by :meth:`_sync_replicated_grads`.
+        their gradients are averaged over the processes by :meth:`_sync_replicated_grads`. Frozen
+        parameters outside the model (a teacher) are not sharded either: every process keeps a full copy.
         """
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
         mesh = init_device_mesh(self.device.type, (self.dist.world_size,))
         self._replicated = [p for p in self.step_module.parameters() if p.ndim == 0]
-        ignored = set(self._replicated)
+        in_model = {id(p) for p in self.model.parameters()}
+        frozen_outside = {
+            p for p in self.step_module.parameters() if not p.requires_grad and id(p) not in in_model
+        }
+        ignored = set(self._replicated) | frozen_outside
         for module in self.model.modules():
             if isinstance(module, nn.ModuleList):
                 for block in module:
@@ -334,6 +301,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def _model_and_extra_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:
+        """The model's state, the extra trainable parameters by name, the optimizer's state."""
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import (
                 StateDictOptions,
@@ -345,13 +313,9 @@ class Trainer:
             full = get_model_state_dict(self.step_module, options=options)
             optim = get_optimizer_state_dict(self.step_module, self.optimizer, options=options)
             model_state = {k[len("model.") :]: v for k, v in full.items() if k.startswith("model.")}
-            extra_state = {k[len("extra.") :]: v for k, v in full.items() if k.startswith("extra.")}
+            extra_state = {k: v for k, v in full.items() if k in self.extra_params}
             return model_state, extra_state, optim
-        extra_state = {
-            f"{key}.{name}": tensor
-            for key, module in self.extra_modules.items()
-            for name, tensor in module.state_dict().items()
-        }
+        extra_state = {name: p.detach() for name, p in self.extra_params.items()}
         return self.model.state_dict(), extra_state, self.optimizer.state_dict()
 
     def save_checkpoint(self) -> Path:
@@ -389,6 +353,11 @@ class Trainer:
         rank_state = ckpt.read_rank_state(path, self.dist.rank, self.dist.world_size)
         model_state = ckpt.load_tensors(path / ckpt.MODEL_FILE)
         extra_state = ckpt.read_extra_state(path)
+        if extra_state.keys() != self.extra_params.keys():
+            raise ckpt.CheckpointError(
+                f"{path / ckpt.EXTRA_FILE} holds the extra parameters {sorted(extra_state)}, but this run's "
+                f"step module has {sorted(self.extra_params)}"
+            )
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import (
                 StateDictOptions,
@@ -396,20 +365,25 @@ class Trainer:
                 set_optimizer_state_dict,
             )
 
-            options = StateDictOptions(full_state_dict=True)
+            # Not strict: the step module's frozen state outside the model is not in checkpoints.
+            options = StateDictOptions(full_state_dict=True, strict=False)
             full = {f"model.{k}": v for k, v in model_state.items()}
-            full.update({f"extra.{k}": v for k, v in extra_state.items()})
-            set_model_state_dict(self.step_module, full, options=options)
+            full.update(extra_state)
+            result = set_model_state_dict(self.step_module, full, options=options)
+            missing = [k for k in result.missing_keys if k.startswith("model.")]
+            if missing or result.unexpected_keys:
+                raise ckpt.CheckpointError(
+                    f"{path} does not match the model: missing {missing[:5]}, "
+                    f"unexpected {list(result.unexpected_keys)[:5]}"
+                )
             set_optimizer_state_dict(
                 self.step_module, self.optimizer, trainer_state["optimizer"], options=options
             )
         else:
             self.model.load_state_dict(model_state)
-            for key, module in self.extra_modules.items():
-                prefix = f"{key}."
-                module.load_state_dict(
-                    {k[len(prefix) :]: v for k, v in extra_state.items() if k.startswith(prefix)}
-                )
+            with torch.no_grad():
+                for name, param in self.extra_params.items():
+                    param.copy_(extra_state[name])
             self.optimizer.load_state_dict(trainer_state["optimizer"])
         self.scheduler.load_state_dict(trainer_state["scheduler"])
         if self.scaler is not None and trainer_state.get("scaler"):
@@ -428,7 +402,6 @@ class Trainer:
 
     def _train_step(self) -> tuple[dict[str, float], dict[str, float], int, Tensor | None]:
         cfg = self.cfg
-        mode = self.mode_schedule.mode_at(self.step) if self.mode_schedule is not None else None
         detached: list[dict[str, Tensor]] = []
         metrics: dict[str, list[float]] = {}
         samples = 0
@@ -439,13 +412,13 @@ class Trainer:
             no_sync = isinstance(self.wrapped, DistributedDataParallel) and not last
             with self.wrapped.no_sync() if no_sync else contextlib.nullcontext():
                 with self._autocast():
-                    total, losses, step_metrics = self.wrapped(batch, self.step, mode)
-                scaled = total / cfg.grad_accum
+                    out = self._checked(self.wrapped(batch, self.step))
+                scaled = out.total / cfg.grad_accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            values = {name: loss.detach().float() for name, loss in losses.items()}
-            values["total"] = total.detach().float()
+            values = {name: loss.detach().float() for name, loss in out.losses.items()}
+            values["total"] = out.total.detach().float()
             detached.append(values)
-            for name, value in step_metrics.items():
+            for name, value in out.metrics.items():
                 metrics.setdefault(name, []).append(float(value))
 
         # One host sync per step: every loss value, which also tells whether they are finite.
@@ -479,6 +452,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         step_metrics_mean = {n: sum(v) / len(v) for n, v in metrics.items()}
         return step_losses, step_metrics_mean, samples, grad_norm
+
+    def _checked(self, out: ObjectiveOutput) -> ObjectiveOutput:
+        """``out``, if it carries the weighted total to back-propagate."""
+        if getattr(out, "total", None) is None:
+            raise TypeError(
+                f"{type(self.step_module).__name__}.forward returned {type(out).__name__} without a weighted "
+                "total: return an ObjectiveOutput with `total` set, e.g. `out.weighted(weights)`"
+            )
+        return out
 
     def _fail_non_finite(self, losses: dict[str, float], here: bool) -> None:
         shown = ", ".join(f"{n}={v:.6g}" for n, v in losses.items())
@@ -527,8 +509,9 @@ class Trainer:
         """Mean losses and metrics over ``val_batches`` batches of the val loader (all of it if <= 0).
 
         Eval mode, no gradients, a fixed seed (the training RNG is restored afterwards); each call reads
-        the loader from its start. SemVLP: batch ``i`` runs in the schedule's mode of step ``i``, so both
-        modes are scored in their training proportions.
+        the loader from its start. Each batch is ``step_module(batch, self.step)``; a step module with a
+        mode schedule picks the modes of eval-mode calls itself (SemVLP: batch ``i`` in the mode of step
+        ``i``, see :class:`vlp.objectives.PretrainingObjectives`).
         """
         if self.val_loader is None:
             return {}
@@ -548,16 +531,15 @@ class Trainer:
         samples = 0
         try:
             with isolated_rng(self.cfg.seed + _VAL_SEED_OFFSET + self.dist.rank):
-                for index, batch in zip(range(n), loader, strict=False):
-                    mode = self.mode_schedule.mode_at(index) if self.mode_schedule is not None else None
+                for _, batch in zip(range(n), loader, strict=False):
                     batch = batch.to(self.device)
                     samples += batch.size
                     with self._autocast():
-                        total, losses, batch_metrics = self.step_module(batch, self.step, mode)
-                    values = {name: loss.detach().float() for name, loss in losses.items()}
-                    values["total"] = total.detach().float()
+                        out = self._checked(self.step_module(batch, self.step))
+                    values = {name: loss.detach().float() for name, loss in out.losses.items()}
+                    values["total"] = out.total.detach().float()
                     detached.append(values)
-                    for name, value in batch_metrics.items():
+                    for name, value in out.metrics.items():
                         metrics.setdefault(name, []).append(float(value))
         finally:
             self.step_module.train()

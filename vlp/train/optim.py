@@ -11,7 +11,7 @@ Word / token-type embedding tables and every other matrix are decayed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 
 import torch
@@ -37,21 +37,46 @@ def _lr_mult(cfg: TrainConfig, component: str) -> float:
     ]
 
 
-def _named(module: nn.Module, prefix: str = "") -> dict[int, str]:
-    return {id(p): prefix + n for n, p in module.named_parameters(remove_duplicate=False)}
+def _named(module: nn.Module) -> dict[int, str]:
+    return {id(p): n for n, p in module.named_parameters(remove_duplicate=False)}
+
+
+def _model_of(module: nn.Module) -> nn.Module:
+    """``module`` when it is a model (it has ``parameter_groups()``), else the model a step module holds
+    as ``.model`` (``module`` itself when it holds none)."""
+    if hasattr(module, "parameter_groups"):
+        return module
+    inner = getattr(module, "model", None)
+    return inner if isinstance(inner, nn.Module) else module
+
+
+def extra_parameters(step_module: nn.Module) -> dict[str, nn.Parameter]:
+    """The trainable parameters of a step module that are not its model's (``step_module.model``), by their
+    names in the step module (e.g. ``"temperature.log_scale"``); empty for a model itself."""
+    model = _model_of(step_module)
+    if model is step_module:
+        return {}
+    in_model = {id(p) for p in model.parameters()}
+    return {
+        name: p for name, p in step_module.named_parameters() if p.requires_grad and id(p) not in in_model
+    }
 
 
 def param_groups(
-    model: nn.Module, cfg: TrainConfig, extra_modules: dict[str, nn.Module] | None = None
+    module: nn.Module, cfg: TrainConfig, extra: Mapping[str, nn.Parameter] | None = None
 ) -> list[dict]:
     """Optimizer param groups: per component (encoders / fusion / heads) x (decay / no decay).
 
-    ``model.parameter_groups()`` must name every trainable parameter of the model exactly once; frozen
-    parameters (``requires_grad=False``, e.g. a distillation teacher) are skipped. The parameters of
-    ``extra_modules`` (e.g. an objective's learnable temperature) join the "heads" component. Each group
-    carries ``name`` ("heads/no_decay") and ``lr_mult`` so logs and tests can find it; empty groups are
-    dropped.
+    ``module`` is a model or a trainer step module holding one as ``.model`` (a module with a
+    ``parameter_groups()`` method is taken as the model). ``model.parameter_groups()`` must name every
+    trainable parameter of the model exactly once; frozen parameters (``requires_grad=False``, e.g. a
+    distillation teacher) are skipped. The step module's other trainable parameters
+    (:func:`extra_parameters`, e.g. an objective's learnable temperature) and the named parameters of
+    ``extra`` join the "heads" component, under those names for the no-decay rules. Each group carries
+    ``name`` ("heads/no_decay") and ``lr_mult`` so logs and tests can find it; empty groups are dropped.
     """
+    model = _model_of(module)
+    extra = {**extra_parameters(module), **(extra or {})}
     if not hasattr(model, "parameter_groups"):
         raise TypeError(f"{type(model).__name__} has no parameter_groups() method; the trainer needs it")
     components = model.parameter_groups()
@@ -86,8 +111,7 @@ def param_groups(
             f"{type(model).__name__}.parameter_groups() leaves trainable parameter(s) out: {missing[:5]}"
             + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         )
-    for key, module in (extra_modules or {}).items():
-        add("heads", module.parameters(), _named(module, f"{key}."))
+    add("heads", extra.values(), {id(p): name for name, p in extra.items()})
 
     groups = []
     for component in COMPONENTS:
@@ -112,14 +136,15 @@ def param_groups(
 
 
 def build_optimizer(
-    model: nn.Module, cfg: TrainConfig, extra_modules: dict[str, nn.Module] | None = None
+    module: nn.Module, cfg: TrainConfig, extra: Mapping[str, nn.Parameter] | None = None
 ) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`; fused kernels when every parameter is a plain tensor on a GPU."""
+    """AdamW over :func:`param_groups` of a model or step module (and ``extra`` named parameters); fused
+    kernels when every parameter is a plain tensor on a GPU."""
     if len(cfg.betas) != 2:
         raise ConfigError(f"train.betas: expected two numbers [beta1, beta2], got {cfg.betas}")
     if cfg.lr <= 0:
         raise ConfigError(f"train.lr: expected a positive learning rate, got {cfg.lr}")
-    groups = param_groups(model, cfg, extra_modules)
+    groups = param_groups(module, cfg, extra)
     params = [p for g in groups for p in g["params"]]
     fused = all(p.is_cuda and type(p.data) is torch.Tensor for p in params)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
