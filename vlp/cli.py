@@ -54,6 +54,70 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
         print(f"  {key:<28} {result[key]:.4f}")
 
 
+def _format_metrics(metrics: dict, indent: str = "  ") -> list[str]:
+    lines = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.extend(_format_metrics(value, indent + "  "))
+        elif isinstance(value, float):
+            lines.append(f"{indent}{key:<26} {value:.2f}")
+        else:
+            lines.append(f"{indent}{key:<26} {value}")
+    return lines
+
+
+def _cmd_finetune(args: argparse.Namespace) -> None:
+    from vlp.runs.finetune import FinetuneRequest, finetune
+
+    request = FinetuneRequest(
+        task=args.task, init=args.init, out=args.out, data=args.data, images=args.images or "",
+        train_split=args.train_split or "", val_split=args.val_split or "", preset=args.config or "",
+        overrides=tuple(args.overrides), resume=args.resume,
+    )  # fmt: skip
+    result = finetune(request)
+    print(f"done: {args.out}/best (best on val) and {args.out}/final after step {result.get('step')}")
+    for key in sorted(k for k in result if k != "step" and not k.startswith("train/")):
+        print(f"  {key:<34} {result[key]:.4f}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from vlp.runs.evaluate import EvaluateRequest, run_evaluation
+
+    request = EvaluateRequest(
+        checkpoint=args.checkpoint, data=args.data, split=args.split, images=args.images or "",
+        task=args.task or "", predictions=args.predictions or "", metrics=args.metrics or "",
+        examples=args.examples or "", batch_size=args.batch_size, device=args.device or "",
+    )  # fmt: skip
+    outcome = run_evaluation(request)
+    result = outcome.evaluation
+    print(
+        f"{outcome.task} {outcome.split}: {outcome.records} examples, {len(result.predictions)} predicted "
+        f"in {result.seconds:.1f} s ({result.items_per_s:.0f}/s)"
+    )
+    if result.metrics:
+        print("\n".join(_format_metrics(result.metrics)))
+    else:
+        print("  (the split has no answers: no metrics; the result file has one entry per example)")
+    for path in outcome.written:
+        print(f"wrote {path}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from vlp.inference import load_predictor
+
+    predictor = load_predictor(args.checkpoint, device=args.device or "cpu")
+    if args.question is not None:
+        print(f"Q: {args.question}")
+        for answer, score in predictor.answer(args.image, args.question, top_k=args.top_k):
+            print(f"  {score:7.4f}  {answer}")
+        return
+    if not args.text:
+        raise ValueError("vlp predict: give --question TEXT or one or more --text TEXT")
+    for text, probability in zip(args.text, predictor.match(args.image, args.text), strict=True):
+        print(f"  {probability:7.4f}  {text}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlp", description="Vision-language pre-training: ViLTA and SemVLP."
@@ -99,16 +163,58 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     pre.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=1e-4")
     pre.set_defaults(handler=_cmd_pretrain)
+
+    fine = commands.add_parser("finetune", help="fine-tune on a downstream task")
+    fine.add_argument("task", help="vqa | gqa | nlvr2 | snli_ve | retrieval")
+    fine.add_argument("--init", required=True, help="a pre-trained vlp checkpoint directory, or 'none'")
+    fine.add_argument("--out", required=True, help="run directory (checkpoints, logs, best/, final/)")
+    fine.add_argument("--data", required=True, help="the task's directory, laid out as released")
+    fine.add_argument("--images", help="image directory (default DATA/images)")
+    fine.add_argument("--train-split", help="default: the task's (vqa train2014, gqa train)")
+    fine.add_argument("--val-split", help="selects the best checkpoint (default vqa val2014, gqa val)")
+    fine.add_argument("--config", help="task preset (default TASK-ARCH-tiny/base from the checkpoint)")
+    fine.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    fine.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=1e-4")
+    fine.set_defaults(handler=_cmd_finetune)
+
+    ev = commands.add_parser("evaluate", help="official metrics and result files of a fine-tuned model")
+    ev.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint (RUN/best or RUN/final)")
+    ev.add_argument("--data", required=True, help="the task's directory, laid out as released")
+    ev.add_argument("--images", help="image directory (default DATA/images)")
+    ev.add_argument("--split", required=True, help="e.g. val2014, test-dev2015 (vqa); val, testdev (gqa)")
+    ev.add_argument("--task", help="check that the checkpoint is fine-tuned for this task")
+    ev.add_argument("--predictions", help="write the official result file (JSON) here")
+    ev.add_argument("--metrics", help="write the metrics (JSON) here")
+    ev.add_argument("--examples", help="draw a PNG contact sheet of examples here")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    ev.set_defaults(handler=_cmd_evaluate)
+
+    pr = commands.add_parser("predict", help="answer a question about an image, or score captions")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--image", required=True, help="an image file")
+    what = pr.add_mutually_exclusive_group(required=True)
+    what.add_argument("--question", help="a question (needs a VQA/GQA checkpoint)")
+    what.add_argument("--text", action="append", help="a caption to score (repeat for several)")
+    pr.add_argument("--top-k", type=int, default=5)
+    pr.add_argument("--device", help="cpu (default), cuda, ...")
+    pr.set_defaults(handler=_cmd_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from vlp.config import ConfigError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow options (`vlp finetune vqa --init D ... train.lr=1e-4`)
+    if extra:
+        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     try:
         args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, OSError) as err:
         print(f"vlp: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:

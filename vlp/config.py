@@ -210,6 +210,38 @@ class ObjectivesConfig:
     text_only: bool = False  # text-only MLM stage: train the language encoder and its MLM head alone
 
 
+# --------------------------------------------------------------------------- downstream tasks
+
+
+@dataclass
+class TaskConfig:
+    """Fine-tuning on a downstream task (``vlp finetune TASK``); the command line fills the data fields."""
+
+    name: str = ""  # vqa | gqa | nlvr2 | snli_ve | retrieval (see vlp.tasks.TASKS)
+    # The dataset directory as released (--data), its images (--images; empty = DATA/images) and the
+    # splits to train on and to select the best checkpoint on (empty = the task's defaults).
+    data: str = ""
+    images: str = ""
+    train_split: str = ""
+    val_split: str = ""
+    # Answer vocabulary (VQA, GQA): answers that are the chosen answer of at least this many training
+    # questions. VQAv2's usual 3,129 answers come from min_answer_count 9 over train+val.
+    min_answer_count: int = 1
+    # SemVLP only: the mode the shared stack runs in for the task (single | two).
+    fusion_mode: str = "single"
+    # Baseline: the model never sees the image (its pixels are replaced by zeros), e.g. a question-only
+    # VQA model. Stored with the checkpoint, so evaluation and prediction are blind too.
+    question_only: bool = False
+    # Retrieval: the Karpathy file (--captions; empty = the one dataset_*.json in DATA), and how many ITC
+    # candidates per query the ITM head re-ranks (0 = all: the exact cross-encoder ranking).
+    captions: str = ""
+    rerank_k: int = 128
+    # Evaluation during fine-tuning: questions per batch (0 = data.batch_size) and a cap on the val
+    # split (0 = all of it).
+    eval_batch_size: int = 0
+    max_val_examples: int = 0
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -243,6 +275,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
 
 
 # --------------------------------------------------------------------------- building

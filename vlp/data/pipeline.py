@@ -312,10 +312,13 @@ class RegionStore:
 
 @dataclass
 class Collated:
-    """What :meth:`Collator.collate` returns: the batch (None if every example was skipped) and counts."""
+    """What :meth:`Collator.collate` returns: the batch (None if every example was skipped), counts, and
+    for each batch row the index of its input example and whether its image was flipped."""
 
     batch: Batch | None
     stats: SkipStats
+    rows: list[int] = field(default_factory=list)
+    flipped: list[bool] = field(default_factory=list)
 
 
 class Collator:
@@ -385,19 +388,21 @@ class Collator:
         mask_gen = torch.Generator().manual_seed(mix_seed(seed, 1))
         stats = SkipStats(seen=len(examples))
 
-        kept = []
-        for example in examples:
+        kept, rows = [], []
+        for index, example in enumerate(examples):
             if not example.text or not example.text.strip():
                 stats.note(
                     "empty_caption", 1, f"empty caption for image {example.image_path or example.image_id}"
                 )
             else:
                 kept.append(example)
+                rows.append(index)
 
         by_image: dict[str, list[Example]] = {}
         for example in kept:
             by_image.setdefault(example.image_key, []).append(example)
         visual, slot, flipped = self._encode_images(by_image, image_gen, stats)
+        rows = [row for row, example in zip(rows, kept, strict=True) if example.image_key in slot]
         kept = [example for example in kept if example.image_key in slot]
         if not kept:
             return Collated(None, stats)
@@ -409,7 +414,24 @@ class Collator:
         batch.image_group = torch.tensor([ex.image_group for ex in kept], dtype=torch.long)
         if self.answer_vocab is not None:
             self._fill_answers(batch, kept, flipped)
-        return Collated(batch, stats)
+        return Collated(batch, stats, rows, [ex.image_key in flipped for ex in kept])
+
+    # ---- one modality alone (retrieval galleries)
+
+    def texts(self, texts: Sequence[str], seed: int = 0) -> Batch:
+        """Texts alone, tokenised as in :meth:`collate` (no image fields set)."""
+        return self._text_batch(list(texts), torch.Generator().manual_seed(mix_seed(seed, 1)))
+
+    def images(self, examples: Sequence[Example], seed: int = 0) -> tuple[VisualInput, list[int], SkipStats]:
+        """The distinct images of ``examples``, decoded and transformed as in :meth:`collate`; for each
+        example its image's slot in the result (-1: unreadable, counted in the stats)."""
+        by_image: dict[str, list[Example]] = {}
+        for example in examples:
+            by_image.setdefault(example.image_key, []).append(example)
+        stats = SkipStats(seen=len(examples))
+        generator = torch.Generator().manual_seed(mix_seed(seed, 0))
+        visual, slot, _ = self._encode_images(by_image, generator, stats)
+        return visual, [slot.get(example.image_key, -1) for example in examples], stats
 
     # ---- images
 

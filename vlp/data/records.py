@@ -40,6 +40,7 @@ class GQARecord:
     question: str
     answer: str = ""  # empty for test questions
     full_answer: str = ""
+    structural_type: str = ""  # types.structural (query, verify, logical, choose, compare) where given
 
 
 @dataclass

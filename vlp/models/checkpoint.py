@@ -50,8 +50,13 @@ def save_pretrained(
     directory: str | Path,
     tokenizer: Any = None,
     extra_config: dict | None = None,
+    task: dict | None = None,
 ) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and (when given) the tokenizer files to ``directory``."""
+    """Write ``config.json``, ``model.safetensors`` and (when given) the tokenizer files to ``directory``.
+
+    ``task``: what a fine-tuned model needs besides its weights (task name, answer vocabulary, ...; see
+    :mod:`vlp.tasks.model`), stored as ``config.json["task"]``.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -69,6 +74,8 @@ def save_pretrained(
         "hf_configs": model.hf_configs(),
         "extra": extra_config or {},
     }
+    if task is not None:
+        config["task"] = task
     metadata = {"format": "pt", "vlp_format_version": str(FORMAT_VERSION)}
     _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=metadata))
     _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))

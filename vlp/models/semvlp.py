@@ -404,15 +404,18 @@ class SemVLP(nn.Module):
         pooled = torch.cat([self.text_pooler(t, t_mask), self.image_pooler(v, v_mask)], dim=-1)
         return FusedFeatures(text=t, image=v, text_mask=t_mask, image_mask=v_mask, pooled=pooled)
 
+    def text_itc_embeddings(self, text: TextFeatures) -> Tensor:
+        """The stack on the texts alone; L2-normalised projections of the [CLS] (or mean) states."""
+        pooled = pool_tokens(self.run_stack(text.hidden, text.mask), text.mask, self.config.pooling)
+        return F.normalize(self.heads.itc_text(pooled), dim=-1)
+
+    def image_itc_embeddings(self, image: ImageFeatures) -> Tensor:
+        pooled = pool_tokens(self.run_stack(image.hidden, image.mask), image.mask, self.config.pooling)
+        return F.normalize(self.heads.itc_image(pooled), dim=-1)
+
     def contrastive_embeddings(self, text: TextFeatures, image: ImageFeatures) -> tuple[Tensor, Tensor]:
-        """The stack on each modality alone; L2-normalised projections of the [CLS] (or mean) states."""
-        pooling = self.config.pooling
-        text_cls = pool_tokens(self.run_stack(text.hidden, text.mask), text.mask, pooling)
-        image_cls = pool_tokens(self.run_stack(image.hidden, image.mask), image.mask, pooling)
-        return (
-            F.normalize(self.heads.itc_text(text_cls), dim=-1),
-            F.normalize(self.heads.itc_image(image_cls), dim=-1),
-        )
+        """:meth:`text_itc_embeddings` and :meth:`image_itc_embeddings`."""
+        return self.text_itc_embeddings(text), self.image_itc_embeddings(image)
 
     def mlm_logits(self, fused: FusedFeatures, positions: Tensor) -> Tensor:
         return self.heads.mlm(fused.text[positions])

@@ -151,12 +151,18 @@ class ViLTA(nn.Module):
         pooled = torch.cat([self.text_pooler(t, t_mask), self.image_pooler(v, v_mask)], dim=-1)
         return FusedFeatures(text=t, image=v, text_mask=t_mask, image_mask=v_mask, pooled=pooled)
 
+    def text_itc_embeddings(self, text: TextFeatures) -> Tensor:
+        """L2-normalised ITC embeddings of the texts' unimodal states ([CLS] or mean: ``model.pooling``)."""
+        pooled = pool_tokens(text.hidden, text.mask, self.config.pooling)
+        return F.normalize(self.heads.itc_text(pooled), dim=-1)
+
+    def image_itc_embeddings(self, image: ImageFeatures) -> Tensor:
+        pooled = pool_tokens(image.hidden, image.mask, self.config.pooling)
+        return F.normalize(self.heads.itc_image(pooled), dim=-1)
+
     def contrastive_embeddings(self, text: TextFeatures, image: ImageFeatures) -> tuple[Tensor, Tensor]:
-        """L2-normalised ITC embeddings of the unimodal states ([CLS] or mean: ``model.pooling``)."""
-        pooling = self.config.pooling
-        text_emb = F.normalize(self.heads.itc_text(pool_tokens(text.hidden, text.mask, pooling)), dim=-1)
-        image_emb = F.normalize(self.heads.itc_image(pool_tokens(image.hidden, image.mask, pooling)), dim=-1)
-        return text_emb, image_emb
+        """:meth:`text_itc_embeddings` and :meth:`image_itc_embeddings`."""
+        return self.text_itc_embeddings(text), self.image_itc_embeddings(image)
 
     def mlm_logits(self, fused: FusedFeatures, positions: Tensor) -> Tensor:
         return self.heads.mlm(fused.text[positions])

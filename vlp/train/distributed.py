@@ -143,3 +143,12 @@ def _collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def all_gather_lists(items: list) -> list:
+    """Every rank's ``items`` (picklable objects), concatenated in rank order; one process: ``items``."""
+    if not _active():
+        return list(items)
+    gathered: list[list | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, list(items))
+    return [item for part in gathered for item in (part or [])]

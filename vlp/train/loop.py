@@ -26,8 +26,9 @@ import contextlib
 import logging
 import math
 import random
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +44,7 @@ from vlp.train.distributed import (
     all_reduce_max,
     all_reduce_mean,
     all_reduce_min_int,
+    barrier,
     init_distributed,
 )
 from vlp.train.logging import MetricsLogger, Progress
@@ -56,10 +58,20 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _VAL_SEED_OFFSET = 1_000_003
+BEST_DIR = "best"  # OUT/best: the exported model of the best evaluation (fine-tuning)
 
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the run stopped before the weights were updated."""
+
+
+class Evaluator(Protocol):
+    """Task evaluation during training: metrics of the model (every rank calls it and gets the same);
+    ``metric`` names the one (higher is better) that selects the best model."""
+
+    metric: str
+
+    def __call__(self, model: nn.Module) -> dict[str, float]: ...
 
 
 class Loader(Protocol):
@@ -170,6 +182,8 @@ class Trainer:
         *,
         val_loader: Loader | None = None,
         config_dict: dict | None = None,
+        evaluator: Evaluator | None = None,
+        export: Callable[[Path], Any] | None = None,
     ) -> None:
         _check_config(cfg)
         model = getattr(step_module, "model", None)
@@ -214,6 +228,14 @@ class Trainer:
         self._iter: Iterator[Any] | None = None
         self._window = _Window()
         self.last_metrics: dict[str, float] = {}
+        if evaluator is not None and self.fsdp:
+            raise ConfigError(
+                "train.fsdp: task evaluation during training reads the whole model; fine-tune with DDP "
+                "(train.fsdp=false)"
+            )
+        self.evaluator = evaluator
+        self.export = export
+        self.best: dict[str, Any] | None = None  # {"step", "metric", "value"} of the best evaluation
 
     # ------------------------------------------------------------------ set-up
 
@@ -328,6 +350,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "last_metrics": dict(self.last_metrics),
+            "best": self.best,
         }
         rank_state = {
             "rng": ckpt.rng_state(),
@@ -391,6 +414,7 @@ class Trainer:
         self.step = int(trainer_state["step"])
         self.epoch = int(trainer_state["epoch"])
         self.last_metrics = dict(trainer_state.get("last_metrics") or {})
+        self.best = trainer_state.get("best")
         self.train_loader.set_epoch(self.epoch)
         self.train_loader.load_state_dict(rank_state["loader"])
         self._iter = None
@@ -562,7 +586,36 @@ class Trainer:
         result["batches"] = n
         return result
 
+    def _run_evaluation(self, logger: MetricsLogger) -> None:
+        """The evaluator's task metrics (every rank computes the same); a new best is exported to
+        ``OUT/best`` (replaced atomically) and remembered in the checkpoints, so a resumed run keeps it."""
+        assert self.evaluator is not None
+        with isolated_rng(self.cfg.seed + _VAL_SEED_OFFSET):
+            metrics = self.evaluator(self.model)
+        logger.log(self.step, "eval", {}, metrics)
+        self.last_metrics.update({f"eval/{k}": v for k, v in metrics.items()})
+        name = self.evaluator.metric
+        if self.best is None or metrics[name] > self.best["value"]:
+            self.best = {"step": self.step, "metric": name, "value": metrics[name]}
+            log.info("step %d: best %s so far (%.4f)", self.step, name, metrics[name])
+            if self.export is not None and self.dist.is_main:
+                self._export_best()
+            barrier()
+        self.last_metrics.update({f"best/{name}": self.best["value"], "best/step": float(self.best["step"])})
+
+    def _export_best(self) -> None:
+        best, tmp, old = (self.out_dir / name for name in (BEST_DIR, f".{BEST_DIR}.tmp", f".{BEST_DIR}.old"))
+        for leftover in (tmp, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        self.export(tmp)
+        if best.exists():
+            best.rename(old)
+        tmp.rename(best)
+        shutil.rmtree(old, ignore_errors=True)
+
     def _run_validation(self, logger: MetricsLogger) -> None:
+        if self.evaluator is not None:
+            self._run_evaluation(logger)
         result = self.validate()
         if not result:
             return
@@ -579,6 +632,10 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ fit
+
+    @property
+    def _validates(self) -> bool:
+        return (self.val_loader is not None or self.evaluator is not None) and self.cfg.val_every > 0
 
     def fit(self, resume: bool = False) -> dict[str, float]:
         """Train to ``cfg.max_steps``; returns the final metrics (``train/<loss>``, ``val/<loss>``, ``step``).
@@ -619,13 +676,13 @@ class Trainer:
                 progress.update(1, losses, samples * self.dist.world_size / elapsed)
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                     self._log_train(logger)
-                if self.val_loader is not None and cfg.val_every > 0 and self.step % cfg.val_every == 0:
+                if self._validates and self.step % cfg.val_every == 0:
                     self._run_validation(logger)
                     validated_at = self.step
                 if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
                     self.save_checkpoint()
                     saved_at = self.step
-            if self.val_loader is not None and cfg.val_every > 0 and validated_at != self.step:
+            if self._validates and validated_at != self.step:
                 self._run_validation(logger)
             if saved_at != self.step:
                 self.save_checkpoint()

@@ -50,6 +50,8 @@ def read_gqa(questions_json: str | os.PathLike, images_root: str | os.PathLike) 
             image_id = field(item, "imageId", path, where, str)
             answer = optional_field(item, "answer", path, where, str, "")
             full_answer = optional_field(item, "fullAnswer", path, where, str, "")
+            types = optional_field(item, "types", path, where, dict, {})
+            structural = optional_field(types, "structural", path, f"{where} types", str, "")
             records.append(
                 GQARecord(
                     question_id=str(question_id),
@@ -58,6 +60,7 @@ def read_gqa(questions_json: str | os.PathLike, images_root: str | os.PathLike) 
                     question=field(item, "question", path, where, str),
                     answer=answer,
                     full_answer=full_answer,
+                    structural_type=structural,
                 )
             )
     return records

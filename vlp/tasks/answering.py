@@ -1,0 +1,132 @@
+"""What VQA and GQA share: classification over an answer vocabulary learned from the training split.
+
+The vocabulary (most frequent first) is the task state stored in a fine-tuned checkpoint, so evaluation,
+prediction and the inference API need nothing else. The head is METER's two-layer MLP over the pooled
+pair representation. Under a horizontal flip (``data.hflip``) the question's "left"/"right" are swapped
+by the collator and the answer classes here (an answer whose mirror image is not in the vocabulary
+loses its target for that example).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from vlp.data.images import swap_left_right
+from vlp.data.pipeline import ImageRegistry
+from vlp.models.heads import ClassifierMLP
+from vlp.tasks.base import Prediction, Task, TaskItem, pair_example
+
+
+class AnswerTask(Task):
+    """A task whose prediction is one answer of ``state["answers"]``."""
+
+    # How a logit becomes the probability reported with an answer: "sigmoid" (one-vs-rest BCE heads)
+    # or "softmax".
+    probability: ClassVar[str] = "softmax"
+
+    def __init__(self, state: dict) -> None:
+        super().__init__(state)
+        answers = state.get("answers")
+        if not isinstance(answers, list) or not answers:
+            raise ValueError(f"{self.name}: the task state has no answer vocabulary ('answers')")
+        self.answers: list[str] = list(answers)
+        self.index = {answer: i for i, answer in enumerate(self.answers)}
+        self.mirror = torch.arange(len(self.answers))
+        self.mirror_known = torch.ones(len(self.answers), dtype=torch.bool)
+        for i, answer in enumerate(self.answers):
+            other = swap_left_right(answer)
+            if other != answer:
+                j = self.index.get(other)
+                self.mirror_known[i] = j is not None
+                self.mirror[i] = j if j is not None else i
+
+    # ---- subclasses say what a record's question, image and gold answers are
+
+    def question(self, record) -> tuple[str, str, str]:
+        """``(question, image path, image id)``."""
+        raise NotImplementedError
+
+    def gold(self, record) -> str:
+        """The record's reference answer ("" for none)."""
+        raise NotImplementedError
+
+    def item_target(self, record):
+        """The target carried by the record's item (None without labels)."""
+        raise NotImplementedError
+
+    # ---- Task
+
+    def items(self, records: Sequence, registry: ImageRegistry, train: bool = False) -> list[TaskItem]:
+        items = []
+        for record in records:
+            target = self.item_target(record)
+            if train and not self.trainable(target):
+                continue
+            question, path, image_id = self.question(record)
+            pair = pair_example(registry, question, path, image_id)
+            items.append(TaskItem(self.uid(record), [pair], target))
+        return items
+
+    def trainable(self, target) -> bool:
+        """Whether an item with ``target`` teaches anything (its answer is in the vocabulary)."""
+        return target is not None
+
+    def build_head(self, pooled_size: int) -> nn.Module:
+        return ClassifierMLP(pooled_size, 2 * pooled_size, len(self.answers))
+
+    def predict(self, logits: Tensor, uids: Sequence[str | int], top_k: int = 5) -> list[Prediction]:
+        logits = logits.float()
+        probs = torch.sigmoid(logits) if self.probability == "sigmoid" else torch.softmax(logits, dim=-1)
+        k = max(1, min(top_k, probs.shape[-1]))
+        values, indices = probs.topk(k, dim=-1)
+        out = []
+        for uid, row_values, row_indices in zip(uids, values.tolist(), indices.tolist(), strict=True):
+            top = [(self.answers[i], p) for i, p in zip(row_indices, row_values, strict=True)]
+            out.append(Prediction(uid=uid, answer=top[0][0], score=top[0][1], top=top))
+        return out
+
+    def describe(self, record, prediction: Prediction | None) -> tuple[list[str], list[str], bool | None]:
+        question, path, _ = self.question(record)
+        gold = self.gold(record)
+        lines = [f"Q: {question}"]
+        if prediction is None:
+            lines.append("pred: (none: image unreadable)")
+        else:
+            lines.append(f"pred: {prediction.answer} ({prediction.score:.2f})")
+        right = None
+        if gold:
+            lines.append(f"truth: {gold}")
+            right = prediction is not None and self.is_right(prediction.answer, record)
+        return [path], lines, right
+
+    def is_right(self, answer: str, record) -> bool:
+        return answer == self.gold(record)
+
+    def baselines(self, train_records: Sequence, records: Sequence) -> dict[str, float]:
+        """The majority answer of the training split, given for every question."""
+        counts = Counter(self.gold(r) for r in train_records if self.gold(r))
+        if not counts:
+            return {}
+        majority = counts.most_common(1)[0][0]
+        predictions = {self.uid(r): Prediction(self.uid(r), majority, 1.0) for r in records}
+        scores = self.score(predictions, records)
+        return {"majority": scores[self.metric]} if self.metric in scores else {}
+
+
+def vocabulary(answers: Sequence[str], min_count: int) -> list[str]:
+    """Answers occurring at least ``min_count`` times, most frequent first (ties in string order)."""
+    if min_count < 1:
+        raise ValueError(f"task.min_answer_count: expected an integer >= 1, got {min_count}")
+    counts = Counter(a for a in answers if a)
+    kept = sorted((a for a, c in counts.items() if c >= min_count), key=lambda a: (-counts[a], a))
+    if not kept:
+        raise ValueError(
+            f"no answer occurs task.min_answer_count={min_count} times in the training split "
+            f"({len(counts)} distinct answers); lower task.min_answer_count"
+        )
+    return kept

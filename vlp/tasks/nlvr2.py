@@ -1,0 +1,181 @@
+"""NLVR2: is a statement true of a pair of images? Scored by accuracy and consistency.
+
+Data (``--data ROOT``, as released): ``train.json``, ``dev.json``, ``test1.json`` (JSON lines; ``test1``
+may come without labels); images as :func:`vlp.data.formats.nlvr2.read_nlvr2` finds them from the
+identifier, under ``IMAGES/train/<directory>/`` and ``IMAGES/<split>/`` (``--images``, default
+``ROOT/images``, which is also where ``vlp data synth`` puts them).
+
+* Item: the statement paired with the left image and with the right image (two pairs, in that order),
+  fused in one pass; the head (METER's "pair" head) is an MLP over ``[pooled_left ; pooled_right]``.
+* Loss: cross-entropy over {False, True}. No task state.
+* Horizontal flip: "left" and "right" in a statement name the images, not directions inside one, and the
+  collator would flip (and swap the text of) each image on its own, so the fine-tune presets keep
+  ``data.hflip`` off; the label does not depend on ``flipped``.
+* Metrics, in percent: ``accuracy`` and ``consistency`` as the official ``nlvr2/eval/metrics.py``
+  (lil-lab/nlvr) computes it: examples are grouped into sentences by the identifier
+  ``split-set-pair-sentence`` with its pair id blanked, and a sentence counts when every one of its
+  examples is right. An example without a prediction counts as wrong.
+* Result file: ``[{"identifier": str, "prediction": "True" | "False"}, ...]``, one entry per example in
+  file order ("" for an example without a prediction). Our choice of layout: the leaderboard takes a
+  CSV of ``identifier,prediction`` lines, which is these entries one per line.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vlp.config import TaskConfig
+from vlp.data.formats.nlvr2 import read_nlvr2
+from vlp.data.pipeline import ImageRegistry
+from vlp.data.records import NLVR2Record
+from vlp.models.heads import ClassifierMLP
+from vlp.tasks.base import Prediction, Task, TaskItem, pair_example, require_split
+
+SPLIT_FILE = "{split}.json"
+ANSWERS = ("False", "True")  # class index = int(label)
+
+
+def answer(label: bool) -> str:
+    return ANSWERS[int(label)]
+
+
+def sentence_key(identifier: str) -> str:
+    """The sentence an example belongs to: its identifier with the pair id blanked (``dev-850--0``)."""
+    parts = identifier.split("-")
+    if len(parts) > 2:
+        parts[2] = ""
+    return "-".join(parts)
+
+
+class NLVR2Task(Task):
+    name = "nlvr2"
+    metric = "accuracy"
+    train_split = "train"
+    val_split = "dev"
+    pairs_per_item = 2
+    flip_safe = False
+
+    # ---- data
+
+    @classmethod
+    def splits(cls, root: Path) -> list[str]:
+        return sorted(p.stem for p in Path(root).glob(SPLIT_FILE.format(split="*")))
+
+    @classmethod
+    def read(cls, root: Path, images: Path, split: str) -> list[NLVR2Record]:
+        root = Path(root)
+        require_split(split, cls.splits(root), root, SPLIT_FILE)
+        return read_nlvr2(root / SPLIT_FILE.format(split=split), images)
+
+    @classmethod
+    def build(cls, train_records: Sequence[NLVR2Record], cfg: TaskConfig) -> NLVR2Task:
+        return cls({})
+
+    def uid(self, record: NLVR2Record) -> str:
+        return record.identifier
+
+    def items(
+        self, records: Sequence[NLVR2Record], registry: ImageRegistry, train: bool = False
+    ) -> list[TaskItem]:
+        items = []
+        for record in records:
+            if train and record.label is None:
+                continue
+            pairs = [
+                pair_example(registry, record.sentence, path, Path(path).stem)
+                for path in (record.left_image_path, record.right_image_path)
+            ]
+            target = None if record.label is None else int(record.label)
+            items.append(TaskItem(record.identifier, pairs, target))
+        return items
+
+    def targets(self, items: Sequence[TaskItem], flipped: Sequence[bool]) -> Tensor | None:
+        if any(item.target is None for item in items):
+            return None
+        return torch.tensor([item.target for item in items], dtype=torch.long)
+
+    # ---- model
+
+    def build_head(self, pooled_size: int) -> nn.Module:
+        # pooled_size is already 2P (both pairs); hidden P, as METER's NLVR2 head
+        return ClassifierMLP(pooled_size, pooled_size // 2, len(ANSWERS))
+
+    def loss(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, float]]:
+        logits = logits.float()
+        loss = F.cross_entropy(logits, targets)
+        with torch.no_grad():
+            accuracy = (logits.argmax(-1) == targets).float().mean().item()
+        return loss, {"nlvr2_acc": accuracy}
+
+    def predict(self, logits: Tensor, uids: Sequence[str | int], top_k: int = 5) -> list[Prediction]:
+        probs = torch.softmax(logits.float(), dim=-1)
+        out = []
+        for uid, row in zip(uids, probs.tolist(), strict=True):
+            top = sorted(zip(ANSWERS, row, strict=True), key=lambda pair: -pair[1])[: max(1, top_k)]
+            out.append(Prediction(uid=uid, answer=top[0][0], score=top[0][1], top=top))
+        return out
+
+    # ---- evaluation
+
+    def score(self, predictions: dict, records: Sequence[NLVR2Record]) -> dict:
+        right: list[bool] = []
+        sentences: dict[str, bool] = {}
+        missing = 0
+        for record in records:
+            if record.label is None:
+                continue
+            prediction = predictions.get(record.identifier)
+            missing += prediction is None
+            correct = prediction is not None and prediction.answer == answer(record.label)
+            right.append(correct)
+            key = sentence_key(record.identifier)
+            sentences[key] = sentences.get(key, True) and correct
+        if not right:
+            return {}
+        result = {
+            "accuracy": round(100 * sum(right) / len(right), 2),
+            "consistency": round(100 * sum(sentences.values()) / len(sentences), 2),
+            "examples": len(right),
+        }
+        if missing:
+            result["unanswered"] = missing
+        return result
+
+    def result_file(self, predictions: dict, records: Sequence[NLVR2Record]) -> list[dict]:
+        return [
+            {
+                "identifier": r.identifier,
+                "prediction": predictions[r.identifier].answer if r.identifier in predictions else "",
+            }
+            for r in records
+        ]
+
+    def describe(
+        self, record: NLVR2Record, prediction: Prediction | None
+    ) -> tuple[list[str], list[str], bool | None]:
+        lines = [f"S: {record.sentence}"]
+        if prediction is None:
+            lines.append("pred: (none: image unreadable)")
+        else:
+            lines.append(f"pred: {prediction.answer} ({prediction.score:.2f})")
+        right = None
+        if record.label is not None:
+            lines.append(f"truth: {answer(record.label)}")
+            right = prediction is not None and prediction.answer == answer(record.label)
+        return [record.left_image_path, record.right_image_path], lines, right
+
+    def baselines(self, train_records: Sequence[NLVR2Record], records: Sequence[NLVR2Record]) -> dict:
+        """The majority label of the training split, given for every example."""
+        counts = Counter(r.label for r in train_records if r.label is not None)
+        if not counts:
+            return {}
+        majority = answer(counts.most_common(1)[0][0])
+        predictions = {r.identifier: Prediction(r.identifier, majority, 1.0) for r in records}
+        scores = self.score(predictions, records)
+        return {"majority": scores[self.metric]} if self.metric in scores else {}

@@ -1,0 +1,156 @@
+"""SNLI-VE: does a Flickr30k image entail, contradict or say nothing about a hypothesis? Accuracy.
+
+Data (``--data ROOT``, as released): ``snli_ve_<split>.jsonl`` (train, dev, test; JSON lines), images
+``IMAGES/<Flickr30K_ID>.jpg`` (``--images``, default ``ROOT/images``; the release and ``vlp data synth``
+name that folder ``flickr30k_images``, so pass ``--images ROOT/flickr30k_images`` for them).
+
+* Item: the hypothesis with the image (the image takes the premise's place; the premise caption is not
+  read by the model). Head: METER's MLP over the pooled pair, classes :data:`LABELS` in that order.
+* Loss: cross-entropy. No task state. A horizontal flip (``data.hflip``) swaps "left"/"right" in the
+  hypothesis with the image, which keeps the label.
+* Metrics, in percent: ``accuracy`` over every labelled example and ``perClass`` (accuracy over the
+  examples of each gold label); an example without a prediction counts as wrong.
+* Result file: ``[{"pairID": str, "prediction": label}, ...]``, one entry per example in file order
+  ("" for an example without a prediction).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vlp.config import TaskConfig
+from vlp.data.formats.snli_ve import LABELS, read_snli_ve  # LABELS: entailment, neutral, contradiction
+from vlp.data.pipeline import ImageRegistry
+from vlp.data.records import SNLIVERecord
+from vlp.models.heads import ClassifierMLP
+from vlp.tasks.base import Prediction, Task, TaskItem, pair_example, require_split
+
+SPLIT_FILE = "snli_ve_{split}.jsonl"
+INDEX = {label: i for i, label in enumerate(LABELS)}  # the class index of each label
+
+
+class SNLIVETask(Task):
+    name = "snli_ve"
+    metric = "accuracy"
+    train_split = "train"
+    val_split = "dev"
+
+    # ---- data
+
+    @classmethod
+    def splits(cls, root: Path) -> list[str]:
+        prefix, suffix = SPLIT_FILE.split("{split}")
+        names = [p.name for p in Path(root).glob(SPLIT_FILE.format(split="*"))]
+        return sorted(name[len(prefix) : -len(suffix)] for name in names)
+
+    @classmethod
+    def read(cls, root: Path, images: Path, split: str) -> list[SNLIVERecord]:
+        root = Path(root)
+        require_split(split, cls.splits(root), root, SPLIT_FILE)
+        return read_snli_ve(root / SPLIT_FILE.format(split=split), images)
+
+    @classmethod
+    def build(cls, train_records: Sequence[SNLIVERecord], cfg: TaskConfig) -> SNLIVETask:
+        return cls({})
+
+    def uid(self, record: SNLIVERecord) -> str:
+        return record.pair_id
+
+    def items(
+        self, records: Sequence[SNLIVERecord], registry: ImageRegistry, train: bool = False
+    ) -> list[TaskItem]:
+        items = []
+        for record in records:
+            target = INDEX.get(record.label)
+            if train and target is None:
+                continue
+            pair = pair_example(registry, record.hypothesis, record.image_path, record.image_id)
+            items.append(TaskItem(record.pair_id, [pair], target))
+        return items
+
+    def targets(self, items: Sequence[TaskItem], flipped: Sequence[bool]) -> Tensor | None:
+        if any(item.target is None for item in items):
+            return None
+        return torch.tensor([item.target for item in items], dtype=torch.long)
+
+    # ---- model
+
+    def build_head(self, pooled_size: int) -> nn.Module:
+        return ClassifierMLP(pooled_size, pooled_size, len(LABELS))
+
+    def loss(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, float]]:
+        logits = logits.float()
+        loss = F.cross_entropy(logits, targets)
+        with torch.no_grad():
+            accuracy = (logits.argmax(-1) == targets).float().mean().item()
+        return loss, {"snli_ve_acc": accuracy}
+
+    def predict(self, logits: Tensor, uids: Sequence[str | int], top_k: int = 5) -> list[Prediction]:
+        probs = torch.softmax(logits.float(), dim=-1)
+        out = []
+        for uid, row in zip(uids, probs.tolist(), strict=True):
+            top = sorted(zip(LABELS, row, strict=True), key=lambda pair: -pair[1])[: max(1, top_k)]
+            out.append(Prediction(uid=uid, answer=top[0][0], score=top[0][1], top=top))
+        return out
+
+    # ---- evaluation
+
+    def score(self, predictions: dict, records: Sequence[SNLIVERecord]) -> dict:
+        per_class: dict[str, list[bool]] = {label: [] for label in LABELS}
+        missing = 0
+        for record in records:
+            if record.label not in INDEX:
+                continue
+            prediction = predictions.get(record.pair_id)
+            missing += prediction is None
+            per_class[record.label].append(prediction is not None and prediction.answer == record.label)
+        right = [correct for values in per_class.values() for correct in values]
+        if not right:
+            return {}
+        result = {
+            "accuracy": round(100 * sum(right) / len(right), 2),
+            "perClass": {label: round(100 * sum(v) / len(v), 2) for label, v in per_class.items() if v},
+            "examples": len(right),
+        }
+        if missing:
+            result["unanswered"] = missing
+        return result
+
+    def result_file(self, predictions: dict, records: Sequence[SNLIVERecord]) -> list[dict]:
+        return [
+            {
+                "pairID": r.pair_id,
+                "prediction": predictions[r.pair_id].answer if r.pair_id in predictions else "",
+            }
+            for r in records
+        ]
+
+    def describe(
+        self, record: SNLIVERecord, prediction: Prediction | None
+    ) -> tuple[list[str], list[str], bool | None]:
+        lines = [f"H: {record.hypothesis}"]
+        if prediction is None:
+            lines.append("pred: (none: image unreadable)")
+        else:
+            lines.append(f"pred: {prediction.answer} ({prediction.score:.2f})")
+        right = None
+        if record.label:
+            lines.append(f"truth: {record.label}")
+            right = prediction is not None and prediction.answer == record.label
+        return [record.image_path], lines, right
+
+    def baselines(self, train_records: Sequence[SNLIVERecord], records: Sequence[SNLIVERecord]) -> dict:
+        """The majority label of the training split, given for every example."""
+        counts = Counter(r.label for r in train_records if r.label in INDEX)
+        if not counts:
+            return {}
+        majority = counts.most_common(1)[0][0]
+        predictions = {r.pair_id: Prediction(r.pair_id, majority, 1.0) for r in records}
+        scores = self.score(predictions, records)
+        return {"majority": scores[self.metric]} if self.metric in scores else {}
