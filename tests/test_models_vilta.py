@@ -38,7 +38,7 @@ def tiny_config(**overrides) -> ModelConfig:
 @pytest.fixture
 def model():
     return build_model(
-        tiny_config(num_answers=5, num_region_labels=7, task_heads=["nlvr2", "snli_ve"]), VOCAB
+        tiny_config(num_answers=5, num_region_labels=7), VOCAB
     ).eval()
 
 
@@ -82,18 +82,12 @@ def test_protocol_shapes(model):
         assert heads.mvm_regress(fused.image[:, 1]).shape == (4, 192)
         assert heads.mvm_classify(fused.image[:, 1]).shape == (4, 7)
         assert heads.qa(fused.pooled).shape == (4, 5)
-        assert heads.nlvr2(torch.cat([fused.pooled[:2], fused.pooled[2:]], dim=-1)).shape == (2, 2)
-        assert heads.snli_ve(fused.pooled).shape == (4, 3)
 
 
 def test_absent_heads_say_how_to_enable_them():
     model = build_model(tiny_config(), VOCAB)
     with pytest.raises(RuntimeError, match="num_answers"):
         model.heads.qa(torch.zeros(1, 64))
-    with pytest.raises(RuntimeError, match="task_heads"):
-        model.heads.nlvr2(torch.zeros(1, 128))
-    with pytest.raises(ValueError, match="task_heads"):
-        build_model(tiny_config(task_heads=["vqa"]), VOCAB)
 
 
 def test_mlm_logits_are_the_head_at_selected_positions_only(model):

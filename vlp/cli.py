@@ -107,15 +107,68 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from vlp.inference import load_predictor
 
     predictor = load_predictor(args.checkpoint, device=args.device or "cpu")
+    images, texts = args.image or [], args.text or []
     if args.question is not None:
+        if len(images) != 1:
+            raise ValueError("vlp predict --question: give exactly one --image")
         print(f"Q: {args.question}")
-        for answer, score in predictor.answer(args.image, args.question, top_k=args.top_k):
+        for answer, score in predictor.answer(images[0], args.question, top_k=args.top_k):
             print(f"  {score:7.4f}  {answer}")
-        return
-    if not args.text:
-        raise ValueError("vlp predict: give --question TEXT or one or more --text TEXT")
-    for text, probability in zip(args.text, predictor.match(args.image, args.text), strict=True):
-        print(f"  {probability:7.4f}  {text}")
+    elif args.texts or args.images:
+        _predict_retrieval(predictor, args)
+    elif texts and images:
+        if predictor.task in ("nlvr2", "snli_ve"):
+            group = tuple(images) if predictor.task == "nlvr2" else images[0]
+            for text, labels in zip(texts, predictor.classify([group] * len(texts), texts), strict=True):
+                print(f"{text}\n" + "\n".join(f"  {score:7.4f}  {label}" for label, score in labels))
+        else:
+            if len(images) != 1:
+                raise ValueError("vlp predict --text: give exactly one --image to match the texts against")
+            for text, probability in zip(texts, predictor.match(images[0], texts), strict=True):
+                print(f"  {probability:7.4f}  {text}")
+    else:
+        raise ValueError(
+            "vlp predict: give --image with --question, --text (match) or --texts FILE (rank captions), "
+            "or --text with --images DIR (rank images)"
+        )
+
+
+def _predict_retrieval(predictor, args: argparse.Namespace) -> None:
+    """Rank the captions of --texts FILE for one --image, or the images in --images DIR for one --text."""
+    from pathlib import Path
+
+    from vlp.inference import IMAGE_SUFFIXES
+    from vlp.tasks.retrieval import Gallery
+
+    if args.texts:
+        if len(args.image or []) != 1:
+            raise ValueError("vlp predict --texts: give exactly one --image (the query)")
+        query = args.image[0]
+        path = Path(args.texts)
+        if not path.is_file():
+            raise FileNotFoundError(f"--texts {path}: no such file (one caption per line expected)")
+        candidates = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        if len(args.text or []) != 1:
+            raise ValueError("vlp predict --images: give exactly one --text (the query)")
+        query = args.text[0]
+        folder = Path(args.images)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--images {folder}: not a directory")
+        candidates = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not candidates:
+        raise ValueError(f"no candidates in {args.texts or args.images}")
+    if args.index and Path(args.index).is_file():
+        gallery = Gallery.load(args.index)
+        print(f"index: {len(gallery)} {gallery.kind}s from {args.index}")
+    else:
+        gallery = predictor.index(candidates)
+        if args.index:
+            gallery.save(args.index)
+            print(f"index: {len(gallery)} {gallery.kind}s encoded -> {args.index}")
+    print(f"query: {query}")
+    for rank, (key, score) in enumerate(predictor.retrieve(query, gallery, k=args.top_k), start=1):
+        print(f"  {rank:2d}. {score:8.4f}  {key}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,12 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     ev.set_defaults(handler=_cmd_evaluate)
 
-    pr = commands.add_parser("predict", help="answer a question about an image, or score captions")
+    pr = commands.add_parser("predict", help="answer, classify, match or retrieve with a checkpoint")
     pr.add_argument("--checkpoint", required=True)
-    pr.add_argument("--image", required=True, help="an image file")
-    what = pr.add_mutually_exclusive_group(required=True)
-    what.add_argument("--question", help="a question (needs a VQA/GQA checkpoint)")
-    what.add_argument("--text", action="append", help="a caption to score (repeat for several)")
+    pr.add_argument("--image", action="append", help="an image file (NLVR2: give two, left then right)")
+    pr.add_argument("--question", help="a question (needs a VQA/GQA checkpoint)")
+    pr.add_argument("--text", action="append", help="a caption / statement / hypothesis (repeatable)")
+    pr.add_argument("--texts", help="rank the captions of this file (one per line) for --image")
+    pr.add_argument("--images", help="rank the images of this directory for --text")
+    pr.add_argument("--index", help="retrieval: reuse the candidates encoded in this file (or write it)")
     pr.add_argument("--top-k", type=int, default=5)
     pr.add_argument("--device", help="cpu (default), cuda, ...")
     pr.set_defaults(handler=_cmd_predict)

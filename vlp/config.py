@@ -131,10 +131,9 @@ class ModelConfig:
     # and std 0.02 that is 0.05 of the residual, so from scratch the fused states barely depend on the
     # pairing and ITM stays at chance for hundreds of steps. The tiny presets use 0.1 (about 1/sqrt(width)).
     init_std: float = 0.02
-    # Answer vocabulary size for QA heads (0 = no QA head).
+    # Answer vocabulary size of the SemVLP pre-training QA head (0 = no QA head). Downstream task heads
+    # live with their tasks (vlp.tasks), not here.
     num_answers: int = 0
-    # Extra task heads to build: nlvr2 (pair of pooled encodings -> 2) | snli_ve (pooled -> 3).
-    task_heads: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- objectives

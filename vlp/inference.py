@@ -23,11 +23,14 @@ from vlp.config import DataConfig
 from vlp.data.pipeline import Collator, ImageRegistry
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models.checkpoint import load, read_config
+from vlp.tasks import retrieval
 from vlp.tasks.base import TaskItem, pair_example
 from vlp.tasks.data import TaskCollator
 from vlp.tasks.model import TaskModel, backbone_image_size, load_task_model
+from vlp.tasks.retrieval import Gallery
 
 ImageLike = str | os.PathLike | Image.Image
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def _as_list(value, name: str) -> list:
@@ -73,6 +76,7 @@ class Predictor:
         fusion_mode: str = "single",
         device: str | torch.device = "cpu",
         batch_size: int = 32,
+        rerank_k: int = retrieval.DEFAULT_K,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size}")
@@ -83,6 +87,11 @@ class Predictor:
         self.data_cfg = data_cfg
         self.fusion_mode = fusion_mode
         self.batch_size = batch_size
+        self.rerank_k = rerank_k
+
+    @property
+    def _mode(self) -> str | None:
+        return self.fusion_mode if self.backbone.arch == "semvlp" else None
 
     @property
     def task(self) -> str | None:
@@ -154,7 +163,7 @@ class Predictor:
         image_list, text_list = _broadcast(_as_list(images, "images"), _as_list(texts, "texts"))
         items = self._items(image_list, text_list)
         collator = Collator(self.tokenizer, self.data_cfg, train=False, mlm=False)
-        mode = self.fusion_mode if self.backbone.arch == "semvlp" else None
+        mode = self._mode
         out: list[float] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
@@ -168,6 +177,51 @@ class Predictor:
         return out
 
 
+    # ---- retrieval
+
+    @torch.no_grad()
+    def index(self, candidates: ImageLike | str | Sequence[ImageLike] | Sequence[str]) -> Gallery:
+        """Encode candidates once (captions: strings; images: paths or PIL images) into a reusable
+        :class:`~vlp.tasks.retrieval.Gallery` (``.save(path)`` / ``Gallery.load(path)``)."""
+        values = [candidates] if isinstance(candidates, str | os.PathLike | Image.Image) else list(candidates)
+        if not values:
+            raise ValueError("index: no candidates")
+        collator = Collator(self.tokenizer, self.data_cfg, train=False, mlm=False)
+        if all(isinstance(v, str) for v in values) and not any(_looks_like_image(v) for v in values):
+            return retrieval.encode_texts(self.backbone, collator, values, device=self.device)
+        sources = [_image_source(v, i) for i, v in enumerate(values)]
+        keys = [path or image_id for path, image_id, _ in sources]
+        examples = retrieval.image_examples(sources)
+        return retrieval.encode_images(self.backbone, collator, examples, keys, self.batch_size, self.device)
+
+    @torch.no_grad()
+    def retrieve(
+        self, query: ImageLike | str, candidates, k: int = 5, rerank_k: int | None = None
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best candidates for ``query`` (a caption ranks images, an image ranks captions), each
+        with its score: ITC candidates re-ranked by ITM as ``vlp evaluate --task retrieval`` ranks them.
+        ``candidates``: a list (encoded now) or a :class:`Gallery` from :meth:`index` (encoded once)."""
+        gallery = candidates if isinstance(candidates, Gallery) else self.index(candidates)
+        gallery = gallery.to(self.device)
+        query_is_text = isinstance(query, str) and not _looks_like_image(query)
+        if query_is_text == (gallery.kind == "text"):
+            kind = "caption" if query_is_text else "image"
+            raise ValueError(
+                f"retrieve: captions query images and images query captions; got a {kind} query and "
+                f"{gallery.kind} candidates"
+            )
+        queries = self.index([query])
+        depth = self.rerank_k if rerank_k is None else rerank_k
+        scores = retrieval.rank_candidates(self.backbone, queries, gallery, depth, self._mode)[0]
+        best = scores.topk(min(k, len(gallery))).indices.tolist()
+        return [(gallery.keys[i], float(scores[i])) for i in best]
+
+
+def _looks_like_image(value: str) -> bool:
+    """A string names an image when it is an existing file with an image suffix."""
+    return Path(value).suffix.lower() in IMAGE_SUFFIXES and Path(value).is_file()
+
+
 def load_predictor(
     directory: str | Path, device: str | torch.device = "cpu", batch_size: int = 32
 ) -> Predictor:
@@ -175,7 +229,9 @@ def load_predictor(
     directory = Path(directory)
     config = read_config(directory)
     tokenizer = load_tokenizer(directory)
-    if config.get("task"):
+    entry = config.get("task") or {}
+    rerank_k = int(entry.get("state", {}).get("rerank_k", retrieval.DEFAULT_K))
+    if entry and entry.get("name") != retrieval.NAME:
         task_model, entry = load_task_model(directory, device)
         backbone = task_model.backbone
         max_len = int(entry.get("max_text_len", DataConfig.max_text_len))
@@ -183,10 +239,11 @@ def load_predictor(
     else:
         task_model, backbone = None, load(directory, device)
         vlp_config = config.get("extra", {}).get("vlp_config", {})
-        max_len = int(vlp_config.get("data", {}).get("max_text_len", DataConfig.max_text_len))
-        mode = "single"
+        default_len = vlp_config.get("data", {}).get("max_text_len", DataConfig.max_text_len)
+        max_len = int(entry.get("max_text_len", default_len))
+        mode = entry.get("fusion_mode", "single")
     data_cfg = DataConfig(image_size=backbone_image_size(backbone), max_text_len=max_len)
     return Predictor(
         backbone, tokenizer, data_cfg, task_model=task_model, fusion_mode=mode, device=device,
-        batch_size=batch_size,
+        batch_size=batch_size, rerank_k=rerank_k,
     )  # fmt: skip

@@ -119,7 +119,8 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module
 
     directory = Path(directory)
     config = read_config(directory)
-    model_cfg = config_from_dict({"model": config["model"]}).model
+    model_fields = {k: v for k, v in config["model"].items() if k != "task_heads"}  # removed; always []
+    model_cfg = config_from_dict({"model": model_fields}).model
     if model_cfg.arch != config["arch"]:
         raise ValueError(f"{directory / CONFIG_NAME}: arch {config['arch']!r} disagrees with model.arch")
     model = construct_model(

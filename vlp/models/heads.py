@@ -1,4 +1,4 @@
-"""Prediction heads: MLM, ITM, ITC projections, MVM, and the task heads.
+"""Pre-training heads: MLM, ITM, ITC projections, MVM and QA (downstream task heads live in vlp.tasks).
 
 Pair-level heads read the pooled pair representation (``FusedFeatures.pooled``, width ``pooled_size``).
 The MLM heads are only ever applied to the selected (masked) positions, never to every token.
@@ -11,8 +11,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.models.layers import LAYER_NORM_EPS, init_bert_weights
-
-TASK_HEADS = ("nlvr2", "snli_ve")
 
 
 class MLMHead(nn.Module):
@@ -94,14 +92,10 @@ class Heads(nn.Module):
         visual_target_dim: int,
         num_region_labels: int = 0,
         num_answers: int = 0,
-        task_heads: list[str] | tuple[str, ...] = (),
         word_embeddings: nn.Parameter | None = None,
         text_mlm: MLMHead | None = None,
     ):
         super().__init__()
-        unknown = sorted(set(task_heads) - set(TASK_HEADS))
-        if unknown:
-            raise ValueError(f"model.task_heads: unknown {unknown}; choose from {list(TASK_HEADS)}")
         tie = (
             word_embeddings
             if word_embeddings is not None and word_embeddings.shape[1] == hidden_size
@@ -117,11 +111,9 @@ class Heads(nn.Module):
             PredictionHead(hidden_size, num_region_labels) if num_region_labels > 0 else None
         )
         self.qa_head = ClassifierMLP(pooled_size, 2 * pooled_size, num_answers) if num_answers > 0 else None
-        self.nlvr2_head = ClassifierMLP(2 * pooled_size, pooled_size, 2) if "nlvr2" in task_heads else None
-        self.snli_ve_head = ClassifierMLP(pooled_size, pooled_size, 3) if "snli_ve" in task_heads else None
         for module in (self.itm_head, self.itc_text_proj, self.itc_image_proj, self.mvm_regress_head):
             init_bert_weights(module)
-        for module in (self.mvm_classify_head, self.qa_head, self.nlvr2_head, self.snli_ve_head):
+        for module in (self.mvm_classify_head, self.qa_head):
             if module is not None:
                 init_bert_weights(module)
 
@@ -166,11 +158,3 @@ class Heads(nn.Module):
     def qa(self, pooled: Tensor) -> Tensor:
         """[B, P] -> answer logits [B, num_answers]."""
         return self._need(self.qa_head, "QA", "set model.num_answers > 0")(pooled)
-
-    def nlvr2(self, pooled_pair: Tensor) -> Tensor:
-        """Two pooled pair encodings concatenated [B, 2P] -> [B, 2]."""
-        return self._need(self.nlvr2_head, "NLVR2", "add 'nlvr2' to model.task_heads")(pooled_pair)
-
-    def snli_ve(self, pooled: Tensor) -> Tensor:
-        """[B, P] -> [B, 3] (entailment, neutral, contradiction: the task module fixes the order)."""
-        return self._need(self.snli_ve_head, "SNLI-VE", "add 'snli_ve' to model.task_heads")(pooled)

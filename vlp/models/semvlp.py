@@ -217,7 +217,6 @@ class SemVLP(nn.Module):
             visual_target_dim=target_dim,
             num_region_labels=cfg.num_region_labels,
             num_answers=cfg.num_answers,
-            task_heads=cfg.task_heads,
             word_embeddings=self.text_embeddings.word_embeddings.weight,
         )
         if directory is not None:

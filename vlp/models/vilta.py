@@ -89,7 +89,6 @@ class ViLTA(nn.Module):
             visual_target_dim=3 * self.patch_size**2,
             num_region_labels=config.num_region_labels,
             num_answers=config.num_answers,
-            task_heads=config.task_heads,
             word_embeddings=self.text_encoder.word_embeddings,
             text_mlm=text_mlm,
         )

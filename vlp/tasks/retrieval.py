@@ -252,6 +252,27 @@ def itm_logits(
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def rank_candidates(
+    backbone: nn.Module,
+    queries: Gallery,
+    candidates: Gallery,
+    k: int = DEFAULT_K,
+    mode: str | None = None,
+    rows: Tensor | None = None,
+    pairs_per_batch: int = 512,
+) -> Tensor:
+    """Scores ``[queries, candidates]`` (higher = better) of each query (``rows``: a subset) against
+    every candidate: ITM logits for its ``k`` best candidates by ITC similarity (all for ``k = 0``),
+    ITC similarity ranked below them for the rest. Captions query images or images query captions."""
+    if queries.kind == candidates.kind:
+        other = "image" if queries.kind == "text" else "text"
+        raise ValueError(f"retrieval: {queries.kind} queries need {other} candidates, got {candidates.kind}s")
+    texts, images = (queries, candidates) if queries.kind == "text" else (candidates, queries)
+    if rows is None:
+        rows = torch.arange(len(queries), device=queries.embeddings.device)
+    return _rerank(backbone, texts, images, queries.kind, rows, k, mode, pairs_per_batch)
+
+
 def _rerank(
     backbone: nn.Module,
     texts: Gallery,
@@ -262,7 +283,6 @@ def _rerank(
     mode: str | None,
     pairs_per_batch: int,
 ) -> Tensor:
-    """Scores ``[len(rows), candidates]`` of the query rows (``queries``: "text" or "image")."""
     query, candidates = (texts, images) if queries == "text" else (images, texts)
     similarity = query.embeddings[rows].float() @ candidates.embeddings.float().T
     k = len(candidates) if k <= 0 else min(k, len(candidates))
