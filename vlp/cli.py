@@ -91,10 +91,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     )  # fmt: skip
     outcome = run_evaluation(request)
     result = outcome.evaluation
-    print(
-        f"{outcome.task} {outcome.split}: {outcome.records} examples, {len(result.predictions)} predicted "
-        f"in {result.seconds:.1f} s ({result.items_per_s:.0f}/s)"
-    )
+    if outcome.task == "retrieval":
+        print(
+            f"retrieval {outcome.split}: {len(result.paths)} images x {len(result.captions)} captions ranked "
+            f"both ways in {result.seconds:.1f} s"
+        )
+    else:
+        print(
+            f"{outcome.task} {outcome.split}: {outcome.records} examples, {len(result.predictions)} "
+            f"predicted in {result.seconds:.1f} s ({result.items_per_s:.0f}/s)"
+        )
     if result.metrics:
         print("\n".join(_format_metrics(result.metrics)))
     else:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from vlp.config import DataConfig
-from vlp.data.batch import Batch, VisualInput
+from vlp.data.batch import Batch
 from vlp.models.checkpoint import load, read_config, save_pretrained
 from vlp.objectives.base import ObjectiveOutput
 from vlp.tasks.base import Prediction, Task, TaskBatch
@@ -50,14 +50,13 @@ class TaskModel(nn.Module):
         """The pooled representation ``[rows, P]`` of every image-text row of ``batch``."""
         backbone = self.backbone
         visual = batch.visual
-        if self.question_only:
-            visual = VisualInput(
-                **{
-                    f.name: torch.zeros_like(v) if f.name in ("pixel_values", "region_features") else v
-                    for f in dataclasses.fields(visual)
-                    for v in (getattr(visual, f.name),)
-                }
-            )
+        if self.question_only:  # the same input layout, no visual content
+            blank = {
+                name: torch.zeros_like(value)
+                for name in ("pixel_values", "region_features")
+                if (value := getattr(visual, name)) is not None
+            }
+            visual = dataclasses.replace(visual, **blank)
         text = backbone.embed_text(batch.input_ids, batch.attention_mask)
         images = backbone.embed_image(visual)
         mode = self.fusion_mode if backbone.arch == "semvlp" else None
