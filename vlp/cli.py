@@ -73,7 +73,8 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     request = FinetuneRequest(
         task=args.task, init=args.init, out=args.out, data=args.data, images=args.images or "",
         train_split=args.train_split or "", val_split=args.val_split or "", preset=args.config or "",
-        overrides=tuple(args.overrides), resume=args.resume,
+        overrides=tuple(args.overrides) + ((f"task.captions={args.captions}",) if args.captions else ()),
+        resume=args.resume,
     )  # fmt: skip
     result = finetune(request)
     print(f"done: {args.out}/best (best on val) and {args.out}/final after step {result.get('step')}")
@@ -88,6 +89,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         checkpoint=args.checkpoint, data=args.data, split=args.split, images=args.images or "",
         task=args.task or "", predictions=args.predictions or "", metrics=args.metrics or "",
         examples=args.examples or "", batch_size=args.batch_size, device=args.device or "",
+        captions=args.captions or "", k=args.k,
     )  # fmt: skip
     outcome = run_evaluation(request)
     result = outcome.evaluation
@@ -229,8 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     fine.add_argument("--out", required=True, help="run directory (checkpoints, logs, best/, final/)")
     fine.add_argument("--data", required=True, help="the task's directory, laid out as released")
     fine.add_argument("--images", help="image directory (default DATA/images)")
-    fine.add_argument("--train-split", help="default: the task's (vqa train2014, gqa train)")
-    fine.add_argument("--val-split", help="selects the best checkpoint (default vqa val2014, gqa val)")
+    fine.add_argument("--train-split", help="default: the task's (vqa train2014, nlvr2/gqa/... train)")
+    fine.add_argument("--val-split", help="selects the best checkpoint (default vqa val2014, nlvr2 dev, ...)")
+    fine.add_argument("--captions", help="retrieval: the Karpathy file (default: the dataset_*.json in DATA)")
     fine.add_argument("--config", help="task preset (default TASK-ARCH-tiny/base from the checkpoint)")
     fine.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     fine.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=1e-4")
@@ -245,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--predictions", help="write the official result file (JSON) here")
     ev.add_argument("--metrics", help="write the metrics (JSON) here")
     ev.add_argument("--examples", help="draw a PNG contact sheet of examples here")
+    ev.add_argument("--captions", help="retrieval: the Karpathy file (default: the dataset_*.json in DATA)")
+    ev.add_argument("--k", type=int, default=-1, help="retrieval: ITM re-ranks the top k (0 = all)")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     ev.set_defaults(handler=_cmd_evaluate)
