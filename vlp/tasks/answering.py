@@ -4,30 +4,27 @@ The vocabulary (most frequent first) is the task state stored in a fine-tuned ch
 prediction and the inference API need nothing else. The head is METER's two-layer MLP over the pooled
 pair representation. Under a horizontal flip (``data.hflip``) the question's "left"/"right" are swapped
 by the collator and the answer classes here (an answer whose mirror image is not in the vocabulary
-loses its target for that example).
+loses its target for that example). Predicting (top-k over the vocabulary), the result file, the
+contact-sheet lines ("Q: ..." and the question's image) and the majority baseline are
+:class:`~vlp.tasks.base.Task`'s, read through the hooks here and in each task file.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from vlp.data.images import swap_left_right
 from vlp.data.pipeline import ImageRegistry
 from vlp.models.heads import ClassifierMLP
-from vlp.tasks.base import Prediction, Task, TaskItem, pair_example
+from vlp.tasks.base import Task, TaskItem, pair_example
 
 
 class AnswerTask(Task):
-    """A task whose prediction is one answer of ``state["answers"]``."""
-
-    # How a logit becomes the probability reported with an answer: "sigmoid" (one-vs-rest BCE heads)
-    # or "softmax".
-    probability: ClassVar[str] = "softmax"
+    """A task whose prediction is one answer of ``state["answers"]`` (its :attr:`~Task.answers`)."""
 
     def __init__(self, state: dict) -> None:
         super().__init__(state)
@@ -45,14 +42,10 @@ class AnswerTask(Task):
                 self.mirror_known[i] = j is not None
                 self.mirror[i] = j if j is not None else i
 
-    # ---- subclasses say what a record's question, image and gold answers are
+    # ---- subclasses say what a record's question and image are (and uid, gold: see Task)
 
     def question(self, record) -> tuple[str, str, str]:
         """``(question, image path, image id)``."""
-        raise NotImplementedError
-
-    def gold(self, record) -> str:
-        """The record's reference answer ("" for none)."""
         raise NotImplementedError
 
     def item_target(self, record):
@@ -60,6 +53,12 @@ class AnswerTask(Task):
         raise NotImplementedError
 
     # ---- Task
+
+    def text_line(self, record) -> str:
+        return f"Q: {self.question(record)[0]}"
+
+    def image_paths(self, record) -> list[str]:
+        return [self.question(record)[1]]
 
     def items(self, records: Sequence, registry: ImageRegistry, train: bool = False) -> list[TaskItem]:
         items = []
@@ -78,44 +77,6 @@ class AnswerTask(Task):
 
     def build_head(self, pooled_size: int) -> nn.Module:
         return ClassifierMLP(pooled_size, 2 * pooled_size, len(self.answers))
-
-    def predict(self, logits: Tensor, uids: Sequence[str | int], top_k: int = 5) -> list[Prediction]:
-        logits = logits.float()
-        probs = torch.sigmoid(logits) if self.probability == "sigmoid" else torch.softmax(logits, dim=-1)
-        k = max(1, min(top_k, probs.shape[-1]))
-        values, indices = probs.topk(k, dim=-1)
-        out = []
-        for uid, row_values, row_indices in zip(uids, values.tolist(), indices.tolist(), strict=True):
-            top = [(self.answers[i], p) for i, p in zip(row_indices, row_values, strict=True)]
-            out.append(Prediction(uid=uid, answer=top[0][0], score=top[0][1], top=top))
-        return out
-
-    def describe(self, record, prediction: Prediction | None) -> tuple[list[str], list[str], bool | None]:
-        question, path, _ = self.question(record)
-        gold = self.gold(record)
-        lines = [f"Q: {question}"]
-        if prediction is None:
-            lines.append("pred: (none: image unreadable)")
-        else:
-            lines.append(f"pred: {prediction.answer} ({prediction.score:.2f})")
-        right = None
-        if gold:
-            lines.append(f"truth: {gold}")
-            right = prediction is not None and self.is_right(prediction.answer, record)
-        return [path], lines, right
-
-    def is_right(self, answer: str, record) -> bool:
-        return answer == self.gold(record)
-
-    def baselines(self, train_records: Sequence, records: Sequence) -> dict[str, float]:
-        """The majority answer of the training split, given for every question."""
-        counts = Counter(self.gold(r) for r in train_records if self.gold(r))
-        if not counts:
-            return {}
-        majority = counts.most_common(1)[0][0]
-        predictions = {self.uid(r): Prediction(self.uid(r), majority, 1.0) for r in records}
-        scores = self.score(predictions, records)
-        return {"majority": scores[self.metric]} if self.metric in scores else {}
 
 
 def vocabulary(answers: Sequence[str], min_count: int) -> list[str]:

@@ -2,8 +2,12 @@
 
 A task file (``vqa.py``, ``gqa.py``, ...) holds one :class:`Task` subclass with everything about its task
 in one place: reading the split files as released, the task state learned from the training split (an
-answer vocabulary), the targets a batch needs, the head, the loss, typed predictions carrying example
-ids, the official metric and the writer of the official result file.
+answer vocabulary), the targets a batch needs, the head, the loss and the official metric. What is the
+same for every task that picks one of its :attr:`Task.answers` lives once in :class:`Task`, driven by a
+few per-task hooks (:meth:`~Task.uid`, :meth:`~Task.gold`, :meth:`~Task.text_line`,
+:meth:`~Task.image_paths`, :meth:`~Task.is_right`, :attr:`~Task.RESULT_KEYS`,
+:attr:`~Task.probability`): the typed predictions carrying example ids, the writer of the official
+result file, the contact-sheet description of a record and the majority baseline.
 
 Data flows one way: split files -> records -> :class:`TaskItem` s (one per question / statement, each
 with one or more image-text :class:`~vlp.data.pipeline.Example` s) -> :class:`TaskBatch` (a
@@ -14,6 +18,7 @@ result file. Nothing here imports the training code.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +127,15 @@ class Task:
     # Whether training may mirror images (``data.hflip``; the text's "left"/"right" are swapped with
     # them). NLVR2 may not: its two images would be mirrored independently of the one statement.
     flip_safe: ClassVar[bool] = True
+    # The answers a prediction picks from, in the head's class order (VQA, GQA: the vocabulary learned
+    # from the training split; NLVR2: "False", "True"; SNLI-VE: its three labels). Empty: the task
+    # predicts no answer (retrieval ranks pairs).
+    answers: Sequence[str] = ()
+    # How a logit becomes the probability reported with an answer: "softmax" (one class per item) or
+    # "sigmoid" (one-vs-rest BCE heads, VQA).
+    probability: ClassVar[str] = "softmax"
+    # The keys of a result file entry: ``{RESULT_KEYS[0]: uid, RESULT_KEYS[1]: answer}``, in that order.
+    RESULT_KEYS: ClassVar[tuple[str, str]]
 
     def __init__(self, state: dict) -> None:
         self.state = state
@@ -152,6 +166,28 @@ class Task:
         "right" in its text were swapped). None when the items carry no labels."""
         raise NotImplementedError
 
+    # ---- what a record is (the hooks the shared methods below read)
+
+    def uid(self, record: Any) -> str | int:
+        """The record's id (its item's and its prediction's ``uid``; the result file's first key)."""
+        raise NotImplementedError
+
+    def gold(self, record: Any) -> str:
+        """The record's reference answer, spelled as a prediction would be ("" when unlabelled)."""
+        raise NotImplementedError
+
+    def text_line(self, record: Any) -> str:
+        """The record's text as a contact sheet shows it (e.g. ``"Q: what colour is it?"``)."""
+        raise NotImplementedError
+
+    def image_paths(self, record: Any) -> list[str]:
+        """The record's image files, in the order of its image-text pairs."""
+        raise NotImplementedError
+
+    def is_right(self, answer: str, record: Any) -> bool:
+        """Whether ``answer`` is right for the (labelled) record: by default, it is the gold answer."""
+        return answer == self.gold(record)
+
     # ---- model
 
     def build_head(self, pooled_size: int) -> nn.Module:
@@ -162,7 +198,19 @@ class Task:
         raise NotImplementedError
 
     def predict(self, logits: Tensor, uids: Sequence[str | int], top_k: int = 5) -> list[Prediction]:
-        raise NotImplementedError
+        """One prediction per row of ``logits`` (a column per :attr:`answers`): the ``top_k`` (at least
+        one) most probable answers under :attr:`probability`, best first, ties in class order."""
+        logits = logits.float()
+        probs = torch.sigmoid(logits) if self.probability == "sigmoid" else torch.softmax(logits, dim=-1)
+        k = max(1, min(top_k, probs.shape[-1]))
+        values, indices = probs.sort(dim=-1, descending=True, stable=True)
+        out = []
+        for uid, row_values, row_indices in zip(
+            uids, values[..., :k].tolist(), indices[..., :k].tolist(), strict=True
+        ):
+            top = [(self.answers[i], p) for i, p in zip(row_indices, row_values, strict=True)]
+            out.append(Prediction(uid=uid, answer=top[0][0], score=top[0][1], top=top))
+        return out
 
     # ---- evaluation
 
@@ -172,21 +220,46 @@ class Task:
         raise NotImplementedError
 
     def result_file(self, predictions: dict, records: Sequence) -> list[dict]:
-        """The official result file's entries: one per record, in record order."""
-        raise NotImplementedError
-
-    def uid(self, record: Any) -> str | int:
-        raise NotImplementedError
+        """The official result file's entries: one per record, in record order, each
+        ``{RESULT_KEYS[0]: uid, RESULT_KEYS[1]: answer}`` ("" for a record without a prediction)."""
+        id_key, answer_key = self.RESULT_KEYS
+        out = []
+        for record in records:
+            uid = self.uid(record)
+            prediction: Prediction | None = predictions.get(uid)
+            out.append({id_key: uid, answer_key: prediction.answer if prediction is not None else ""})
+        return out
 
     def describe(
         self, record: Any, prediction: Prediction | None
     ) -> tuple[list[str], list[str], bool | None]:
-        """For a contact sheet: the record's image paths, text lines, and whether the prediction is right."""
-        raise NotImplementedError
+        """For a contact sheet: the record's image paths, text lines (its text, the prediction and, when
+        labelled, the truth), and whether the prediction is right (None: unlabelled)."""
+        lines = [self.text_line(record)]
+        if prediction is None:
+            lines.append("pred: (none: image unreadable)")
+        else:
+            lines.append(f"pred: {prediction.answer} ({prediction.score:.2f})")
+        gold = self.gold(record)
+        right = None
+        if gold:
+            lines.append(f"truth: {gold}")
+            right = prediction is not None and self.is_right(prediction.answer, record)
+        return self.image_paths(record), lines, right
 
     def baselines(self, train_records: Sequence, records: Sequence) -> dict[str, float]:
-        """Scores of trivial predictors (e.g. the majority answer) on ``records``, under :attr:`metric`."""
-        return {}
+        """Scores of trivial predictors on ``records``, under :attr:`metric`: the majority gold answer of
+        the training split (ties: the first seen), given for every record. Empty for a task without
+        :attr:`answers`, without training labels, or when ``records`` carry no labels."""
+        if not self.answers:
+            return {}
+        counts = Counter(gold for gold in map(self.gold, train_records) if gold)
+        if not counts:
+            return {}
+        majority = counts.most_common(1)[0][0]
+        predictions = {self.uid(r): Prediction(self.uid(r), majority, 1.0) for r in records}
+        scores = self.score(predictions, records)
+        return {"majority": scores[self.metric]} if self.metric in scores else {}
 
 
 def write_json(path: str | os.PathLike, value: Any) -> Path:

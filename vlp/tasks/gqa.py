@@ -37,6 +37,7 @@ class GQATask(AnswerTask):
     metric = "accuracy"
     train_split = "train"
     val_split = "val"
+    RESULT_KEYS = ("questionId", "prediction")
 
     @classmethod
     def splits(cls, root: Path) -> list[str]:
@@ -114,12 +115,3 @@ class GQATask(AnswerTask):
         if missing:
             result["unanswered"] = missing
         return result
-
-    def result_file(self, predictions: dict, records: Sequence[GQARecord]) -> list[dict]:
-        return [
-            {
-                "questionId": r.question_id,
-                "prediction": predictions[r.question_id].answer if r.question_id in predictions else "",
-            }
-            for r in records
-        ]

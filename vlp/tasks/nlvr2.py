@@ -22,7 +22,6 @@ identifier, under ``IMAGES/train/<directory>/`` and ``IMAGES/<split>/`` (``--ima
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from vlp.data.formats.nlvr2 import read_nlvr2
 from vlp.data.pipeline import ImageRegistry
 from vlp.data.records import NLVR2Record
 from vlp.models.heads import ClassifierMLP
-from vlp.tasks.base import Prediction, Task, TaskItem, pair_example, require_split
+from vlp.tasks.base import Task, TaskItem, pair_example, require_split
 
 SPLIT_FILE = "{split}.json"
 ANSWERS = ("False", "True")  # class index = int(label)
@@ -60,6 +59,8 @@ class NLVR2Task(Task):
     val_split = "dev"
     pairs_per_item = 2
     flip_safe = False
+    answers = ANSWERS
+    RESULT_KEYS = ("identifier", "prediction")
 
     # ---- data
 
@@ -79,6 +80,15 @@ class NLVR2Task(Task):
 
     def uid(self, record: NLVR2Record) -> str:
         return record.identifier
+
+    def gold(self, record: NLVR2Record) -> str:
+        return "" if record.label is None else answer(record.label)
+
+    def text_line(self, record: NLVR2Record) -> str:
+        return f"S: {record.sentence}"
+
+    def image_paths(self, record: NLVR2Record) -> list[str]:
+        return [record.left_image_path, record.right_image_path]
 
     def items(
         self, records: Sequence[NLVR2Record], registry: ImageRegistry, train: bool = False
@@ -113,14 +123,6 @@ class NLVR2Task(Task):
             accuracy = (logits.argmax(-1) == targets).float().mean().item()
         return loss, {"nlvr2_acc": accuracy}
 
-    def predict(self, logits: Tensor, uids: Sequence[str | int], top_k: int = 5) -> list[Prediction]:
-        probs = torch.softmax(logits.float(), dim=-1)
-        out = []
-        for uid, row in zip(uids, probs.tolist(), strict=True):
-            top = sorted(zip(ANSWERS, row, strict=True), key=lambda pair: -pair[1])[: max(1, top_k)]
-            out.append(Prediction(uid=uid, answer=top[0][0], score=top[0][1], top=top))
-        return out
-
     # ---- evaluation
 
     def score(self, predictions: dict, records: Sequence[NLVR2Record]) -> dict:
@@ -146,36 +148,3 @@ class NLVR2Task(Task):
         if missing:
             result["unanswered"] = missing
         return result
-
-    def result_file(self, predictions: dict, records: Sequence[NLVR2Record]) -> list[dict]:
-        return [
-            {
-                "identifier": r.identifier,
-                "prediction": predictions[r.identifier].answer if r.identifier in predictions else "",
-            }
-            for r in records
-        ]
-
-    def describe(
-        self, record: NLVR2Record, prediction: Prediction | None
-    ) -> tuple[list[str], list[str], bool | None]:
-        lines = [f"S: {record.sentence}"]
-        if prediction is None:
-            lines.append("pred: (none: image unreadable)")
-        else:
-            lines.append(f"pred: {prediction.answer} ({prediction.score:.2f})")
-        right = None
-        if record.label is not None:
-            lines.append(f"truth: {answer(record.label)}")
-            right = prediction is not None and prediction.answer == answer(record.label)
-        return [record.left_image_path, record.right_image_path], lines, right
-
-    def baselines(self, train_records: Sequence[NLVR2Record], records: Sequence[NLVR2Record]) -> dict:
-        """The majority label of the training split, given for every example."""
-        counts = Counter(r.label for r in train_records if r.label is not None)
-        if not counts:
-            return {}
-        majority = answer(counts.most_common(1)[0][0])
-        predictions = {r.identifier: Prediction(r.identifier, majority, 1.0) for r in records}
-        scores = self.score(predictions, records)
-        return {"majority": scores[self.metric]} if self.metric in scores else {}

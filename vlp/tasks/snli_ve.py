@@ -16,7 +16,6 @@ name that folder ``flickr30k_images``, so pass ``--images ROOT/flickr30k_images`
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from vlp.data.formats.snli_ve import LABELS, read_snli_ve  # LABELS: entailment,
 from vlp.data.pipeline import ImageRegistry
 from vlp.data.records import SNLIVERecord
 from vlp.models.heads import ClassifierMLP
-from vlp.tasks.base import Prediction, Task, TaskItem, pair_example, require_split
+from vlp.tasks.base import Task, TaskItem, pair_example, require_split
 
 SPLIT_FILE = "snli_ve_{split}.jsonl"
 INDEX = {label: i for i, label in enumerate(LABELS)}  # the class index of each label
@@ -40,6 +39,8 @@ class SNLIVETask(Task):
     metric = "accuracy"
     train_split = "train"
     val_split = "dev"
+    answers = LABELS
+    RESULT_KEYS = ("pairID", "prediction")
 
     # ---- data
 
@@ -61,6 +62,15 @@ class SNLIVETask(Task):
 
     def uid(self, record: SNLIVERecord) -> str:
         return record.pair_id
+
+    def gold(self, record: SNLIVERecord) -> str:
+        return record.label if record.label in INDEX else ""
+
+    def text_line(self, record: SNLIVERecord) -> str:
+        return f"H: {record.hypothesis}"
+
+    def image_paths(self, record: SNLIVERecord) -> list[str]:
+        return [record.image_path]
 
     def items(
         self, records: Sequence[SNLIVERecord], registry: ImageRegistry, train: bool = False
@@ -91,14 +101,6 @@ class SNLIVETask(Task):
             accuracy = (logits.argmax(-1) == targets).float().mean().item()
         return loss, {"snli_ve_acc": accuracy}
 
-    def predict(self, logits: Tensor, uids: Sequence[str | int], top_k: int = 5) -> list[Prediction]:
-        probs = torch.softmax(logits.float(), dim=-1)
-        out = []
-        for uid, row in zip(uids, probs.tolist(), strict=True):
-            top = sorted(zip(LABELS, row, strict=True), key=lambda pair: -pair[1])[: max(1, top_k)]
-            out.append(Prediction(uid=uid, answer=top[0][0], score=top[0][1], top=top))
-        return out
-
     # ---- evaluation
 
     def score(self, predictions: dict, records: Sequence[SNLIVERecord]) -> dict:
@@ -121,36 +123,3 @@ class SNLIVETask(Task):
         if missing:
             result["unanswered"] = missing
         return result
-
-    def result_file(self, predictions: dict, records: Sequence[SNLIVERecord]) -> list[dict]:
-        return [
-            {
-                "pairID": r.pair_id,
-                "prediction": predictions[r.pair_id].answer if r.pair_id in predictions else "",
-            }
-            for r in records
-        ]
-
-    def describe(
-        self, record: SNLIVERecord, prediction: Prediction | None
-    ) -> tuple[list[str], list[str], bool | None]:
-        lines = [f"H: {record.hypothesis}"]
-        if prediction is None:
-            lines.append("pred: (none: image unreadable)")
-        else:
-            lines.append(f"pred: {prediction.answer} ({prediction.score:.2f})")
-        right = None
-        if record.label:
-            lines.append(f"truth: {record.label}")
-            right = prediction is not None and prediction.answer == record.label
-        return [record.image_path], lines, right
-
-    def baselines(self, train_records: Sequence[SNLIVERecord], records: Sequence[SNLIVERecord]) -> dict:
-        """The majority label of the training split, given for every example."""
-        counts = Counter(r.label for r in train_records if r.label in INDEX)
-        if not counts:
-            return {}
-        majority = counts.most_common(1)[0][0]
-        predictions = {r.pair_id: Prediction(r.pair_id, majority, 1.0) for r in records}
-        scores = self.score(predictions, records)
-        return {"majority": scores[self.metric]} if self.metric in scores else {}

@@ -29,7 +29,7 @@ from vlp.data.formats.vqa import answer_targets, build_answer_vocab, read_vqa
 from vlp.data.records import VQARecord
 from vlp.metrics import vqa_accuracy
 from vlp.tasks.answering import AnswerTask
-from vlp.tasks.base import Prediction, TaskItem, require_split
+from vlp.tasks.base import TaskItem, require_split
 
 QUESTIONS = "v2_OpenEnded_mscoco_{split}_questions.json"
 ANNOTATIONS = "v2_mscoco_{split}_annotations.json"
@@ -42,6 +42,7 @@ class VQATask(AnswerTask):
     train_split = "train2014"
     val_split = "val2014"
     probability = "sigmoid"
+    RESULT_KEYS = ("question_id", "answer")
 
     # ---- data
 
@@ -138,10 +139,3 @@ class VQATask(AnswerTask):
         if missing:
             result["unanswered"] = missing
         return result
-
-    def result_file(self, predictions: dict, records: Sequence[VQARecord]) -> list[dict]:
-        out = []
-        for record in records:
-            prediction: Prediction | None = predictions.get(record.question_id)
-            out.append({"question_id": record.question_id, "answer": prediction.answer if prediction else ""})
-        return out
