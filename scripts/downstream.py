@@ -5,6 +5,9 @@ their baselines: the README's downstream table is written by this script, never 
         --pretrained vilta=runs/demo/vilta/final --pretrained semvlp=runs/demo/semvlp/final \\
         --readme README.md
 
+``--figures ARCH=LOG ...`` instead tabulates the figures the downstream quality tests print (one JSON
+object per line, ``pytest -s tests/test_downstream_ARCH.py > LOG``), without running anything.
+
 For each family and task: one fine-tuning run (``vlp finetune``, the task's tiny preset) and, for the
 classification tasks, the same run blind (``task.question_only=true``: the image replaced by zeros), so
 the table shows what looking at the image is worth. Writes ``OUT/downstream.json`` and
@@ -81,6 +84,38 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def figures_table(logs: list[str]) -> str:
+    """The table of the quality tests' printed figures (``{"task", "score", "blind", "majority"}`` per
+    task; retrieval ``{"task", "image_r1", "text_r1", "chance"}``)."""
+    lines = [
+        "| family | task | metric | fine-tuned | image blanked | majority / chance |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in logs:
+        arch, path = item.split("=", 1)
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            start = line.find("{")
+            if start < 0:
+                continue
+            try:
+                figures = json.loads(line[start:])
+            except json.JSONDecodeError:
+                continue
+            task = figures.get("task")
+            if task == "retrieval":
+                lines.append(
+                    f"| {arch} | retrieval | R@1 image / text | {figures['image_r1']:.1f} / "
+                    f"{figures['text_r1']:.1f} | - | {figures['chance']:.1f} |"
+                )
+            elif task in TASKS:
+                trivial = TASKS[task][3] or figures["majority"]
+                lines.append(
+                    f"| {arch} | {task} | {TASKS[task][2]} | {figures['score']:.1f} | "
+                    f"{figures['blind']:.1f} | {trivial:.1f} |"
+                )
+    return "\n".join(lines)
+
+
 def replace_in_readme(readme: Path, text: str) -> None:
     content = readme.read_text(encoding="utf-8")
     start, end = (content.index(marker) for marker in MARKERS)
@@ -90,13 +125,22 @@ def replace_in_readme(readme: Path, text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", required=True, type=Path, help="a shapes world (vlp data synth)")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--pretrained", action="append", required=True, help="ARCH=CHECKPOINT_DIR")
+    parser.add_argument("--shapes", type=Path, help="a shapes world (vlp data synth)")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--pretrained", action="append", default=[], help="ARCH=CHECKPOINT_DIR")
+    parser.add_argument("--figures", nargs="+", help="ARCH=LOG: tabulate the quality tests' figures")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps per run")
     parser.add_argument("--readme", type=Path, help="replace the table between the README markers")
     args = parser.parse_args()
+    if args.figures:
+        text = figures_table(args.figures)
+        print(text)
+        if args.readme:
+            replace_in_readme(args.readme, text)
+        return
+    if not (args.shapes and args.out and args.pretrained):
+        parser.error("give --shapes, --out and --pretrained (or --figures)")
     results: dict[str, dict] = {}
     for item in args.pretrained:
         arch, checkpoint = item.split("=", 1)
