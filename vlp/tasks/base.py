@@ -105,13 +105,24 @@ def require_images(images: Path, option: str = "--images") -> Path:
     return images
 
 
-def require_split(split: str, found: Sequence[str], root: Path, pattern: str) -> None:
+def splits_in(root: Path, pattern: str) -> list[str]:
+    """The split names of the files in ``root`` named by ``pattern`` (e.g. ``"{split}.json"``)."""
+    prefix, suffix = pattern.split("{split}")
+    names = (p.name for p in Path(root).glob(pattern.format(split="*")))
+    return sorted(name[len(prefix) : len(name) - len(suffix)] for name in names)
+
+
+def split_file(root: Path, pattern: str, split: str) -> Path:
+    """``root / pattern`` for ``split``; a :class:`TaskDataError` listing the splits found otherwise."""
+    root = Path(root)
+    found = splits_in(root, pattern)
     if split not in found:
         listed = ", ".join(found) if found else "none"
         raise TaskDataError(
             f"split {split!r} not found in {root} (expected {pattern.format(split=split)}); "
             f"splits found: {listed}"
         )
+    return root / pattern.format(split=split)
 
 
 class Task:

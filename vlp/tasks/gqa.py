@@ -27,7 +27,7 @@ from vlp.data.formats.gqa import read_gqa
 from vlp.data.records import GQARecord
 from vlp.objectives.base import IGNORE_INDEX
 from vlp.tasks.answering import AnswerTask, vocabulary
-from vlp.tasks.base import TaskItem, require_split
+from vlp.tasks.base import TaskItem, split_file, splits_in
 
 QUESTIONS = "{split}_balanced_questions.json"
 
@@ -41,14 +41,11 @@ class GQATask(AnswerTask):
 
     @classmethod
     def splits(cls, root: Path) -> list[str]:
-        suffix = QUESTIONS.split("{split}")[1]
-        return sorted(p.name[: -len(suffix)] for p in Path(root).glob(QUESTIONS.format(split="*")))
+        return splits_in(root, QUESTIONS)
 
     @classmethod
     def read(cls, root: Path, images: Path, split: str) -> list[GQARecord]:
-        root = Path(root)
-        require_split(split, cls.splits(root), root, QUESTIONS)
-        return read_gqa(root / QUESTIONS.format(split=split), images)
+        return read_gqa(split_file(root, QUESTIONS, split), images)
 
     @classmethod
     def build(cls, train_records: Sequence[GQARecord], cfg: TaskConfig) -> GQATask:

@@ -29,12 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlp.config import TaskConfig
 from vlp.data.formats.nlvr2 import read_nlvr2
 from vlp.data.pipeline import ImageRegistry
 from vlp.data.records import NLVR2Record
 from vlp.models.heads import ClassifierMLP
-from vlp.tasks.base import Task, TaskItem, pair_example, require_split
+from vlp.tasks.base import Task, TaskItem, pair_example, split_file, splits_in
 
 SPLIT_FILE = "{split}.json"
 ANSWERS = ("False", "True")  # class index = int(label)
@@ -66,17 +65,11 @@ class NLVR2Task(Task):
 
     @classmethod
     def splits(cls, root: Path) -> list[str]:
-        return sorted(p.stem for p in Path(root).glob(SPLIT_FILE.format(split="*")))
+        return splits_in(root, SPLIT_FILE)
 
     @classmethod
     def read(cls, root: Path, images: Path, split: str) -> list[NLVR2Record]:
-        root = Path(root)
-        require_split(split, cls.splits(root), root, SPLIT_FILE)
-        return read_nlvr2(root / SPLIT_FILE.format(split=split), images)
-
-    @classmethod
-    def build(cls, train_records: Sequence[NLVR2Record], cfg: TaskConfig) -> NLVR2Task:
-        return cls({})
+        return read_nlvr2(split_file(root, SPLIT_FILE, split), images)
 
     def uid(self, record: NLVR2Record) -> str:
         return record.identifier

@@ -23,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlp.config import TaskConfig
 from vlp.data.formats.snli_ve import LABELS, read_snli_ve  # LABELS: entailment, neutral, contradiction
 from vlp.data.pipeline import ImageRegistry
 from vlp.data.records import SNLIVERecord
 from vlp.models.heads import ClassifierMLP
-from vlp.tasks.base import Task, TaskItem, pair_example, require_split
+from vlp.tasks.base import Task, TaskItem, pair_example, split_file, splits_in
 
 SPLIT_FILE = "snli_ve_{split}.jsonl"
 INDEX = {label: i for i, label in enumerate(LABELS)}  # the class index of each label
@@ -46,19 +45,11 @@ class SNLIVETask(Task):
 
     @classmethod
     def splits(cls, root: Path) -> list[str]:
-        prefix, suffix = SPLIT_FILE.split("{split}")
-        names = [p.name for p in Path(root).glob(SPLIT_FILE.format(split="*"))]
-        return sorted(name[len(prefix) : -len(suffix)] for name in names)
+        return splits_in(root, SPLIT_FILE)
 
     @classmethod
     def read(cls, root: Path, images: Path, split: str) -> list[SNLIVERecord]:
-        root = Path(root)
-        require_split(split, cls.splits(root), root, SPLIT_FILE)
-        return read_snli_ve(root / SPLIT_FILE.format(split=split), images)
-
-    @classmethod
-    def build(cls, train_records: Sequence[SNLIVERecord], cfg: TaskConfig) -> SNLIVETask:
-        return cls({})
+        return read_snli_ve(split_file(root, SPLIT_FILE, split), images)
 
     def uid(self, record: SNLIVERecord) -> str:
         return record.pair_id

@@ -29,7 +29,7 @@ from vlp.data.formats.vqa import answer_targets, build_answer_vocab, read_vqa
 from vlp.data.records import VQARecord
 from vlp.metrics import vqa_accuracy
 from vlp.tasks.answering import AnswerTask
-from vlp.tasks.base import TaskItem, require_split
+from vlp.tasks.base import TaskItem, split_file, splits_in
 
 QUESTIONS = "v2_OpenEnded_mscoco_{split}_questions.json"
 ANNOTATIONS = "v2_mscoco_{split}_annotations.json"
@@ -48,18 +48,13 @@ class VQATask(AnswerTask):
 
     @classmethod
     def splits(cls, root: Path) -> list[str]:
-        prefix, suffix = QUESTIONS.split("{split}")
-        names = [p.name for p in Path(root).glob(QUESTIONS.format(split="*"))]
-        return sorted(name[len(prefix) : -len(suffix)] for name in names)
+        return splits_in(root, QUESTIONS)
 
     @classmethod
     def read(cls, root: Path, images: Path, split: str) -> list[VQARecord]:
-        root = Path(root)
-        require_split(split, cls.splits(root), root, QUESTIONS)
-        annotations = root / ANNOTATIONS.format(split=split)
-        return read_vqa(
-            root / QUESTIONS.format(split=split), annotations if annotations.is_file() else None, images
-        )
+        questions = split_file(root, QUESTIONS, split)
+        annotations = Path(root) / ANNOTATIONS.format(split=split)
+        return read_vqa(questions, annotations if annotations.is_file() else None, images)
 
     @classmethod
     def build(cls, train_records: Sequence[VQARecord], cfg: TaskConfig) -> VQATask:
