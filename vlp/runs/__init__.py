@@ -1,0 +1,1 @@
+"""Wiring, one function per command: finetune, evaluate (pre-training: vlp.pretrain)."""
