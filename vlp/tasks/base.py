@@ -153,10 +153,13 @@ class Task:
 
     # ---- data
 
+    # The file of a split in ROOT, e.g. "{split}.json" (see :func:`splits_in`).
+    split_pattern: ClassVar[str]
+
     @classmethod
     def splits(cls, root: Path) -> list[str]:
         """The splits present in ``root``."""
-        raise NotImplementedError
+        return splits_in(root, cls.split_pattern)
 
     @classmethod
     def read(cls, root: Path, images: Path, split: str) -> list:

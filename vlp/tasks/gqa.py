@@ -27,7 +27,7 @@ from vlp.data.formats.gqa import read_gqa
 from vlp.data.records import GQARecord
 from vlp.objectives.base import IGNORE_INDEX
 from vlp.tasks.answering import AnswerTask, vocabulary
-from vlp.tasks.base import TaskItem, split_file, splits_in
+from vlp.tasks.base import TaskItem, split_file
 
 QUESTIONS = "{split}_balanced_questions.json"
 
@@ -37,11 +37,8 @@ class GQATask(AnswerTask):
     metric = "accuracy"
     train_split = "train"
     val_split = "val"
+    split_pattern = QUESTIONS
     RESULT_KEYS = ("questionId", "prediction")
-
-    @classmethod
-    def splits(cls, root: Path) -> list[str]:
-        return splits_in(root, QUESTIONS)
 
     @classmethod
     def read(cls, root: Path, images: Path, split: str) -> list[GQARecord]:

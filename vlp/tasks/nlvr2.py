@@ -33,7 +33,7 @@ from vlp.data.formats.nlvr2 import read_nlvr2
 from vlp.data.pipeline import ImageRegistry
 from vlp.data.records import NLVR2Record
 from vlp.models.heads import ClassifierMLP
-from vlp.tasks.base import Task, TaskItem, pair_example, split_file, splits_in
+from vlp.tasks.base import Task, TaskItem, pair_example, split_file
 
 SPLIT_FILE = "{split}.json"
 ANSWERS = ("False", "True")  # class index = int(label)
@@ -56,16 +56,13 @@ class NLVR2Task(Task):
     metric = "accuracy"
     train_split = "train"
     val_split = "dev"
+    split_pattern = SPLIT_FILE
     pairs_per_item = 2
     flip_safe = False
     answers = ANSWERS
     RESULT_KEYS = ("identifier", "prediction")
 
     # ---- data
-
-    @classmethod
-    def splits(cls, root: Path) -> list[str]:
-        return splits_in(root, SPLIT_FILE)
 
     @classmethod
     def read(cls, root: Path, images: Path, split: str) -> list[NLVR2Record]:

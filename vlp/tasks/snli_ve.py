@@ -27,7 +27,7 @@ from vlp.data.formats.snli_ve import LABELS, read_snli_ve  # LABELS: entailment,
 from vlp.data.pipeline import ImageRegistry
 from vlp.data.records import SNLIVERecord
 from vlp.models.heads import ClassifierMLP
-from vlp.tasks.base import Task, TaskItem, pair_example, split_file, splits_in
+from vlp.tasks.base import Task, TaskItem, pair_example, split_file
 
 SPLIT_FILE = "snli_ve_{split}.jsonl"
 INDEX = {label: i for i, label in enumerate(LABELS)}  # the class index of each label
@@ -38,14 +38,11 @@ class SNLIVETask(Task):
     metric = "accuracy"
     train_split = "train"
     val_split = "dev"
+    split_pattern = SPLIT_FILE
     answers = LABELS
     RESULT_KEYS = ("pairID", "prediction")
 
     # ---- data
-
-    @classmethod
-    def splits(cls, root: Path) -> list[str]:
-        return splits_in(root, SPLIT_FILE)
 
     @classmethod
     def read(cls, root: Path, images: Path, split: str) -> list[SNLIVERecord]:

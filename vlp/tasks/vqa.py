@@ -29,7 +29,7 @@ from vlp.data.formats.vqa import answer_targets, build_answer_vocab, read_vqa
 from vlp.data.records import VQARecord
 from vlp.metrics import vqa_accuracy
 from vlp.tasks.answering import AnswerTask
-from vlp.tasks.base import TaskItem, split_file, splits_in
+from vlp.tasks.base import TaskItem, split_file
 
 QUESTIONS = "v2_OpenEnded_mscoco_{split}_questions.json"
 ANNOTATIONS = "v2_mscoco_{split}_annotations.json"
@@ -41,14 +41,11 @@ class VQATask(AnswerTask):
     metric = "overall"
     train_split = "train2014"
     val_split = "val2014"
+    split_pattern = QUESTIONS
     probability = "sigmoid"
     RESULT_KEYS = ("question_id", "answer")
 
     # ---- data
-
-    @classmethod
-    def splits(cls, root: Path) -> list[str]:
-        return splits_in(root, QUESTIONS)
 
     @classmethod
     def read(cls, root: Path, images: Path, split: str) -> list[VQARecord]:
