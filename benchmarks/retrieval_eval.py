@@ -145,8 +145,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="", help="a vlp checkpoint directory instead of the preset")
     parser.add_argument("--pretrain-steps", type=int, default=0, help=">0: pre-train the preset first")
     parser.add_argument("--pretrain-out", default="", help="pre-training run (default DATA/pretrain)")
-    parser.add_argument("--full-fraction", type=float, default=1.0,
-                        help="<1: time the full ranking on this fraction of the images and extrapolate")
+    parser.add_argument("--full-fraction", type=float, default=1.0, help="<1: time k=0 on this image share")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pairs-per-batch", type=int, default=512)
     parser.add_argument("--json", default="benchmarks/results/retrieval_eval.json")
