@@ -34,7 +34,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 def _as_list(value, name: str) -> list:
-    if isinstance(value, str | os.PathLike | Image.Image):
+    """One value (an image, a text, or a tuple: the images of one item, e.g. NLVR2's left and right) or
+    a list of them."""
+    if isinstance(value, str | os.PathLike | Image.Image | tuple):
         return [value]
     values = list(value)
     if not values:
