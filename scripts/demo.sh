@@ -11,7 +11,7 @@ rm -rf "$run/text" "$run/vilta"
 mkdir -p "$run"
 
 echo "== 1/3 shapes world: images, captions, VQA/GQA/NLVR2/SNLI-VE files, region features, tokenizer"
-$vlp data synth --out "$shapes" --images 2000 --seed 0
+$vlp data synth --out "$shapes" --images 2000 --seed 0 --overwrite
 
 echo "== 2/3 text-only MLM stage: the language encoder that will be ViLTA's teacher and generator"
 $vlp pretrain --config vilta-tiny-text --out "$run/text" "${data[@]}" train.max_steps=150 train.progress=false

@@ -37,9 +37,7 @@ def tiny_config(**overrides) -> ModelConfig:
 
 @pytest.fixture
 def model():
-    return build_model(
-        tiny_config(num_answers=5, num_region_labels=7), VOCAB
-    ).eval()
+    return build_model(tiny_config(num_answers=5, num_region_labels=7), VOCAB).eval()
 
 
 def _text(batch: int = 4, length: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

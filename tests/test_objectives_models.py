@@ -124,6 +124,7 @@ def test_semvlp_regions_all_objectives_both_modes_lower_the_loss():
         num_answers=ANSWERS,
     )
     cfg = ObjectivesConfig(weights={"mlm": 1.0, "itm": 1.0, "itc": 0.5, "mvm": 1.0, "qa": 1.0})
+    cfg.itm.hard_negatives = 1  # no longer the default (it needs ITC, which this test trains)
     cfg.mvm.mask_ratio = 1.0  # every real region: on one batch only the caption tells the image, learnable
     objectives = PretrainingObjectives(cfg, model, REPLACEABLE, mask_token_id=MASK_ID)
     batch = make_batch(regions=True)

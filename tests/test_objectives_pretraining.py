@@ -236,14 +236,13 @@ def test_itm_only_with_random_negatives_fuses_the_pairs_once():
     assert out.metrics["itm_negatives"] == 2 * b
 
 
-def test_hard_negatives_without_the_itc_loss_mine_without_gradient():
+def test_hard_negatives_are_mined_from_the_itc_loss_own_similarity():
+    # Without the ITC loss they are refused (untrained projections): see tests/test_fidelity.py.
     model = FakeModel()
-    cfg = config({"itm": 1.0}, itm__random_negatives=0, itm__hard_negatives=1)
-    objectives = PretrainingObjectives(cfg, model)
-    out = objectives(make_batch(), step=0)
-    assert set(out.losses) == {"itm"} and model.count("contrastive") == 1
-    out.losses["itm"].backward()
-    assert model.itc_text.weight.grad is None  # the mining similarity carries no gradient
+    cfg = config({"itm": 1.0, "itc": 1.0}, itm__random_negatives=0, itm__hard_negatives=1)
+    out = PretrainingObjectives(cfg, model)(make_batch(), step=0)
+    assert set(out.losses) == {"itm", "itc"} and model.count("contrastive") == 1
+    assert out.metrics["itm_acc_hard"] >= 0.0
 
 
 def test_unknown_or_negative_weights_and_missing_inputs_are_errors():
@@ -342,7 +341,9 @@ def test_an_explicit_teacher_and_its_state_round_trip():
 
 def test_the_teacher_stays_frozen_and_in_eval_mode_when_training():
     model = FakeModel()
-    cfg = config({"mlm": 1.0, "itm": 1.0}, soft_labels__enabled=True, itm__synthesized__per_positive=1)
+    cfg = config(
+        {"mlm": 1.0, "itm": 1.0, "itc": 1.0}, soft_labels__enabled=True, itm__synthesized__per_positive=1
+    )
     objectives = PretrainingObjectives(cfg, model, REPLACEABLE, mask_token_id=MASK_ID)
     teacher = objectives.teacher
     assert dict(objectives.named_children())["teacher"] is teacher
@@ -351,7 +352,7 @@ def test_the_teacher_stays_frozen_and_in_eval_mode_when_training():
         assert objectives.training is mode and model.training is mode
         assert not teacher.training and not any(m.training for m in teacher.modules())
         assert all(not p.requires_grad for p in teacher.parameters())
-    # frozen, so neither optimised nor in the trainer's checkpoints (the temperature is: hard negatives)
+    # frozen, so neither optimised nor in the trainer's checkpoints (the ITC temperature is)
     assert list(extra_parameters(objectives)) == ["temperature.log_scale"]
     # the vocabulary mask moves with the module but is not saved with it
     assert torch.equal(dict(objectives.named_buffers())["replaceable_vocab"], REPLACEABLE)

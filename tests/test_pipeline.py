@@ -312,9 +312,9 @@ def test_bad_examples_are_skipped_counted_and_warned_once(tmp_path, tokenizer, c
         batches = list(loader)
     assert sum(b.size for b in batches) == 20
     warnings = [r.getMessage() for r in caplog.records if r.name == "vlp.data.pipeline"]
-    assert warnings == [
-        "train data, epoch 0: skipped 3 of 23 examples (2 unreadable images, 1 empty caption)"
-    ]
+    assert len(warnings) == 1
+    summary = "train data, epoch 0: skipped 3 of 23 examples (2 unreadable images, 1 empty caption); first: "
+    assert warnings[0].startswith(summary) and "garbage.jpg" in warnings[0]  # names the files (issue 12)
 
 
 def test_too_many_bad_examples_fail_with_a_clear_message(tmp_path, tokenizer):

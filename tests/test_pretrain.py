@@ -69,7 +69,7 @@ def test_text_stage_then_full_vilta_through_the_cli(shapes, tmp_path):
     )
     assert code == 0
     events = read_metrics(vilta_out, "train")
-    assert set(events[-1]["losses"]) == {"mlm", "itm", "itc", "total"}
+    assert set(events[-1]["losses"]) == {"mlm", "itm", "itc", "text_mlm", "total"}
     assert events[-1]["metrics"]["itm_acc_synthesized"] >= 0.0
 
     # the teacher is the text stage's language model, frozen: its weights are stored with the run

@@ -26,12 +26,14 @@ from vlp.data.synthetic import (
     SHAPE_WORDS,
     SHAPES,
     SIZE_WORDS,
+    SNLI_LABELS,
     Scene,
     SceneObject,
     SynthConfig,
     assign_splits,
     caption_tokens,
     make_captions,
+    make_nlvr2_sentences,
     region_embeddings,
     relation,
     sample_scene,
@@ -338,6 +340,39 @@ def test_nlvr2_statements_are_labelled_truthfully():
     assert checked > 10
 
 
+def _text_only_accuracy(rows: list[tuple[str, object]], n_train: int) -> float:
+    """Naive Bayes over the words of the text alone, trained on the first ``n_train`` rows."""
+    words = lambda text: re.findall(r"[a-z]+", text.lower())  # noqa: E731
+    train, test = rows[:n_train], rows[n_train:]
+    counts = {label: Counter() for _, label in train}
+    priors = Counter(label for _, label in train)
+    for text, label in train:
+        counts[label].update(words(text))
+
+    def log_likelihood(text, label):
+        total = sum(counts[label].values())
+        return np.log(priors[label]) + sum(
+            np.log((counts[label][w] + 1) / (total + 1000)) for w in words(text)
+        )
+
+    return sum(max(counts, key=lambda lab: log_likelihood(text, lab)) == label for text, label in test) / len(
+        test
+    )
+
+
+def test_nlvr2_statement_alone_does_not_give_the_label_away():
+    config = SynthConfig(num_images=1200, seed=0)
+    scenes = [sample_scene(index, "train", config) for index in range(config.num_images)]
+    rng = random.Random(0)
+    rows = [
+        row
+        for i in range(0, len(scenes), 2)
+        for row in make_nlvr2_sentences(scenes[i], scenes[i + 1], rng, 4)
+    ]
+    majority = max(Counter(label for _, label in rows[1600:]).values()) / len(rows[1600:])
+    assert _text_only_accuracy(rows, 1600) < majority + 0.05
+
+
 def test_snli_ve_reads_back_with_all_three_labels_per_image(world, scenes):
     out, _ = world
     karpathy = {
@@ -360,6 +395,18 @@ def test_snli_ve_reads_back_with_all_three_labels_per_image(world, scenes):
     neutral = [r.hypothesis for r in records if r.label == "neutral"]
     assert all(any(w in h for w in ("wood", "plastic", "heavy", "hollow", "child", "spinning", "cold", "girl",
                                      "fall", "new")) for h in neutral)  # fmt: skip
+
+
+def test_snli_ve_hypothesis_alone_does_not_give_the_label_away():
+    """A word-count classifier that sees only the hypothesis stays near 2/3 (two labels per wording
+    family, as hypothesis-only models reach on the real SNLI); the image has to decide the rest."""
+    config = SynthConfig(num_images=900, seed=0)
+    rows = []
+    for index in range(config.num_images):
+        scene = sample_scene(index, "train", config)
+        rng = random.Random(index)
+        rows += [(make(rng, scene), label) for label, make in SNLI_LABELS]
+    assert 0.5 < _text_only_accuracy(rows, 1800) < 0.72
 
 
 # --------------------------------------------------------------------------- regions and tokenizer

@@ -8,10 +8,11 @@ import sys
 
 def _cmd_data_synth(args: argparse.Namespace) -> None:
     from vlp.data.synthetic import SynthConfig, write_shapes_world
+    from vlp.train.checkpoint import prepare_out_dir
 
-    summary = write_shapes_world(
-        SynthConfig(num_images=args.images, seed=args.seed, image_size=args.image_size), args.out
-    )
+    config = SynthConfig(num_images=args.images, seed=args.seed, image_size=args.image_size)
+    config.validate()
+    summary = write_shapes_world(config, prepare_out_dir(args.out), overwrite=args.overwrite)
     print(summary)
 
 
@@ -28,10 +29,38 @@ def _cmd_data_tokenizer(args: argparse.Namespace) -> None:
 def _cmd_data_pack(args: argparse.Namespace) -> None:
     from vlp.data.formats.karpathy import read_karpathy
     from vlp.data.formats.webdataset import write_shards
+    from vlp.train.checkpoint import prepare_out_dir
 
     records = read_karpathy(args.captions, images_root=args.images_root, split=args.split)
-    summary = write_shards(records, args.out, samples_per_shard=args.samples_per_shard)
+    records = _packable(records, args)
+    summary = write_shards(records, prepare_out_dir(args.out), samples_per_shard=args.samples_per_shard)
     print(summary)
+
+
+def _packable(records: list, args: argparse.Namespace) -> list:
+    """The records whose image can be packed as it is, or re-encoded (high bit depth) so that it can; the
+    others are skipped with a warning naming the first few. None left is an error naming --images-root."""
+    from vlp.data.images import check_image
+
+    kept, problems = [], []
+    for record in records:
+        check = check_image(record.image_path)
+        if check.problem:
+            problems.append(check.problem)
+            continue
+        if check.reencoded is not None:
+            record.image_bytes = check.reencoded
+        kept.append(record)
+    if not kept:
+        first = f" (first: {problems[0]})" if problems else ""
+        raise ValueError(
+            f"--images-root {args.images_root}: none of the {len(records)} images of split {args.split!r} in "
+            f"{args.captions} can be read there{first}; check --images-root"
+        )
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        print(f"warning: skipping {len(problems)} unreadable image(s): {shown}", file=sys.stderr)
+    return kept
 
 
 def _cmd_model_info(args: argparse.Namespace) -> None:
@@ -193,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--images", type=int, default=2000, help="number of images (default 2000)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--image-size", type=int, default=64, help="side of the square images in pixels")
+    synth.add_argument("--overwrite", action="store_true", help="write into a directory that is not empty")
     synth.set_defaults(handler=_cmd_data_synth)
 
     tok = data_commands.add_parser("tokenizer", help="train a WordPiece tokenizer on a Karpathy caption file")
@@ -284,12 +314,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlp: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
-        # a non-finite loss stops training with a message naming the step, the losses and the checkpoint
-        loop = sys.modules.get("vlp.train.loop")
-        if loop is None or not isinstance(err, loop.NonFiniteLossError):
-            raise
-        print(f"vlp: error: {err}", file=sys.stderr)
-        return 3
+        # a non-finite loss stops training with a message naming the step, the losses and the checkpoint;
+        # a checkpoint that cannot be written or read names the file
+        loop, checkpoint = sys.modules.get("vlp.train.loop"), sys.modules.get("vlp.train.checkpoint")
+        if loop is not None and isinstance(err, loop.NonFiniteLossError):
+            print(f"vlp: error: {err}", file=sys.stderr)
+            return 3
+        if checkpoint is not None and isinstance(err, checkpoint.CheckpointError):
+            print(f"vlp: error: {err}", file=sys.stderr)
+            return 2
+        raise
     return 0
 
 

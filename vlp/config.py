@@ -2,7 +2,9 @@
 
 A config is built from a YAML preset (by name from ``vlp/configs`` or by path), which may name a
 ``base:`` preset it extends, and then from dotted ``key=value`` overrides given on the command line.
-An unknown key, or a value of the wrong type, is an error that names the key and lists the valid ones.
+An unknown key, a key given twice in one YAML mapping, a value of the wrong type or out of its range is
+an error that names the key and says what was expected; all of it is checked when the config is loaded,
+before any data is read. ``data.image_size`` follows ``model.vision.image_size`` (its one source).
 """
 
 from __future__ import annotations
@@ -23,7 +25,37 @@ class ConfigError(ValueError):
     """A config file or override that does not match the dataclasses below."""
 
 
+# A range check of one field: (holds, field name, what was expected). A dataclass below lists its checks
+# in a ``checks()`` method; :func:`validate` runs them all when a config is loaded.
+Check = tuple[bool, str, str]
+
+INT_GE_0, INT_GE_1 = "an integer >= 0", "an integer >= 1"
+
+
+def _one_of(value: str, options: tuple[str, ...], name: str) -> Check:
+    return value in options, name, f"one of {' | '.join(options)}"
+
+
+def _fraction(value: float, name: str, *, closed: bool = True) -> Check:
+    ok = 0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0
+    return ok, name, f"a value in [0, 1{']' if closed else ')'}"
+
+
+def _width_checks(cfg: Any) -> list[Check]:
+    """Width, heads (dividing it), FFN size and dropout of a Transformer config."""
+    hidden, heads = cfg.hidden_size, cfg.num_heads
+    return [
+        (hidden >= 1, "hidden_size", INT_GE_1),
+        (heads >= 1 and hidden % max(heads, 1) == 0, "num_heads",
+         f"an integer >= 1 that divides hidden_size ({hidden})"),
+        (cfg.intermediate_size >= 1, "intermediate_size", INT_GE_1),
+        _fraction(cfg.dropout, "dropout", closed=False),
+    ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------- data
+
+DATA_FORMATS = ("karpathy", "webdataset")
 
 
 @dataclass
@@ -43,6 +75,8 @@ class DataConfig:
     region_features: str = ""
     # A Hugging Face tokenizer directory (vlp data tokenizer writes one).
     tokenizer: str = "runs/shapes/tokenizer"
+    # Side of the model's input images. Set by load_config from model.vision.image_size (the one source):
+    # a preset or override that sets it to another value is an error.
     image_size: int = 64
     max_text_len: int = 32
     batch_size: int = 32
@@ -59,6 +93,19 @@ class DataConfig:
     # Caps (0 = no cap) for quick runs.
     max_train_images: int = 0
     max_val_images: int = 256
+
+    def checks(self) -> list[Check]:
+        return [
+            _one_of(self.format, DATA_FORMATS, "format"),
+            (self.image_size >= 1, "image_size", INT_GE_1),
+            (self.max_text_len >= 2, "max_text_len", "an integer >= 2 ([CLS] and [SEP])"),
+            (self.batch_size >= 1, "batch_size", INT_GE_1),
+            (self.num_workers >= 0, "num_workers", INT_GE_0),
+            _fraction(self.mlm_probability, "mlm_probability"),
+            _fraction(self.max_bad_fraction, "max_bad_fraction"),
+            (self.max_train_images >= 0, "max_train_images", "an integer >= 0 (0 = no cap)"),
+            (self.max_val_images >= 0, "max_val_images", "an integer >= 0 (0 = no cap)"),
+        ]
 
 
 # --------------------------------------------------------------------------- model
@@ -78,6 +125,15 @@ class TextEncoderConfig:
     max_position_embeddings: int = 64
     dropout: float = 0.0
 
+    def checks(self) -> list[Check]:
+        return [
+            _one_of(self.kind, ("bert", "roberta"), "kind"),
+            (self.vocab_size >= 0, "vocab_size", "an integer >= 0 (0 = from the tokenizer)"),
+            (self.num_layers >= 1, "num_layers", INT_GE_1),
+            (self.max_position_embeddings >= 2, "max_position_embeddings", "an integer >= 2"),
+            *_width_checks(self),
+        ]
+
 
 @dataclass
 class VisionEncoderConfig:
@@ -92,6 +148,16 @@ class VisionEncoderConfig:
     num_heads: int = 4
     intermediate_size: int = 512
     dropout: float = 0.0
+
+    def checks(self) -> list[Check]:
+        return [
+            _one_of(self.kind, ("vit", "clip", "dinov2"), "kind"),
+            (self.patch_size >= 1, "patch_size", INT_GE_1),
+            (self.image_size >= 1 and self.image_size % max(self.patch_size, 1) == 0, "image_size",
+             f"a positive multiple of patch_size ({self.patch_size})"),
+            (self.num_layers >= 1, "num_layers", INT_GE_1),
+            *_width_checks(self),
+        ]  # fmt: skip
 
 
 @dataclass
@@ -116,7 +182,10 @@ class ModelConfig:
     # SemVLP visual input: patches (from pixels) | regions (precomputed features + boxes).
     visual_input: str = "patches"
     region_feature_dim: int = 2048
-    num_region_labels: int = 0  # >0 enables MVM label classification
+    # MVM label classification (objectives.mvm.classify_labels): detector object / attribute classes.
+    # 0 = from the region-feature file when it has labels (pre-training), else no such head.
+    num_region_labels: int = 0
+    num_region_attributes: int = 0
     # Contrastive embedding size (ITC).
     itc_dim: int = 64
     # How a sequence becomes one vector for the poolers and the ITC embeddings: "cls" (the first token, as
@@ -135,6 +204,24 @@ class ModelConfig:
     # live with their tasks (vlp.tasks), not here.
     num_answers: int = 0
 
+    def checks(self) -> list[Check]:
+        layers = self.num_layers
+        return [
+            _one_of(self.arch, ("vilta", "semvlp"), "arch"),
+            (self.num_fusion_layers >= 1, "num_fusion_layers", INT_GE_1),
+            (layers >= 1, "num_layers", INT_GE_1),
+            (all(0 <= i < layers for i in self.cross_attention_layers), "cross_attention_layers",
+             f"layer indices in [0, {layers}) (model.num_layers = {layers})"),
+            _one_of(self.visual_input, ("patches", "regions"), "visual_input"),
+            (self.region_feature_dim >= 1, "region_feature_dim", INT_GE_1),
+            (self.num_region_labels >= 0, "num_region_labels", INT_GE_0),
+            (self.itc_dim >= 1, "itc_dim", INT_GE_1),
+            _one_of(self.pooling, ("cls", "mean"), "pooling"),
+            (self.init_std > 0, "init_std", "a value > 0"),
+            (self.num_answers >= 0, "num_answers", INT_GE_0),
+            *_width_checks(self),
+        ]  # fmt: skip
+
 
 # --------------------------------------------------------------------------- objectives
 
@@ -149,6 +236,10 @@ class SoftLabelConfig:
     top_k: int = 0  # 0 = the full distribution
     warmup_steps: int = 0  # alpha grows linearly from 0 over these steps
     teacher: str = ""  # a vlp checkpoint / HF directory; empty = the model's text path at initialisation
+    # Multiply the soft-label term by temperature**2 (Hinton et al. 2015). Off by default: that factor
+    # undoes the 1/T**2 shrinking of the gradient when the *student* is softened too; our student is
+    # read at temperature 1 (only the teacher is softened), so its gradient does not shrink with T.
+    temperature_squared: bool = False
 
 
 @dataclass
@@ -159,14 +250,23 @@ class SynthesizedNegativeConfig:
     mask_ratio: float = 0.3
     top_k: int = 20  # 0 = sample from the full distribution
     temperature: float = 1.0
-    replaceable: str = "content"  # content (no specials, punctuation, stop words) | any (no specials)
+    # content (no specials, punctuation, stop words, single letters) | any (no specials)
+    replaceable: str = "content"
     synonym_guard_k: int = 0  # >0: never sample a token the frozen teacher ranks in its top-k
+    # Sample with the text path in eval mode (dropout off), restoring its mode afterwards: the negatives
+    # come from the language model itself, not from a dropout-perturbed copy of it.
+    eval_mode: bool = True
+    # Validation reports the share of replacements the teacher ranks in its top-k (synth_plausible):
+    # plausible but different words, the negatives ViLTA wants. 0 = off.
+    plausible_k: int = 10
 
 
 @dataclass
 class ITMConfig:
     random_negatives: int = 1  # per positive, image or text swapped at random
-    hard_negatives: int = 1  # per positive, sampled from softmax(ITC similarity), same image excluded
+    # Per positive, sampled from softmax(ITC similarity), same image excluded. Needs the ITC loss on
+    # (objectives.weights.itc > 0): untrained ITC projections would make them random negatives.
+    hard_negatives: int = 0
     # Weight the cross-entropy so that matches and non-matches count equally whatever the number of
     # negatives per positive (our choice; with one negative per positive it is plain CE). Unbalanced, a
     # model that cannot yet tell pairs apart settles on "never a match" and learns slowly from there.
@@ -186,6 +286,10 @@ class MVMConfig:
 
     mask_ratio: float = 0.15  # share of each image's real visual tokens replaced by the mask embedding
     loss: str = "smooth_l1"  # feature regression: smooth_l1 | mse
+    # Where the regions carry detector labels (data.region_features with object / attribute ids):
+    # also classify each masked region's object and attribute, as LXMERT does. The class counts come
+    # from the region-feature file unless model.num_region_labels / num_region_attributes are set.
+    classify_labels: bool = True
 
 
 @dataclass
@@ -200,6 +304,10 @@ class ModeScheduleConfig:
 @dataclass
 class ObjectivesConfig:
     # Loss weights: the trainer knows losses by these names and weights only. 0 = off.
+    # text_mlm: plain MLM of the text-only path (text encoder + its own MLM head) on the masked captions.
+    # It keeps ViLTA's generator of synthesized negatives a working language model while the encoder
+    # trains under the multimodal losses (no other loss reaches that MLM head). The ViLTA presets that
+    # synthesize negatives use 0.5, half the fused MLM's weight (see docs/design.md).
     weights: dict[str, float] = field(default_factory=lambda: {"mlm": 1.0, "itm": 1.0, "itc": 0.0})
     soft_labels: SoftLabelConfig = field(default_factory=SoftLabelConfig)
     itm: ITMConfig = field(default_factory=ITMConfig)
@@ -240,8 +348,20 @@ class TaskConfig:
     eval_batch_size: int = 0
     max_val_examples: int = 0
 
+    def checks(self) -> list[Check]:
+        return [
+            (self.min_answer_count >= 1, "min_answer_count", INT_GE_1),
+            _one_of(self.fusion_mode, ("single", "two"), "fusion_mode"),
+            (self.rerank_k >= 0, "rerank_k", "an integer >= 0 (0 = all)"),
+            (self.eval_batch_size >= 0, "eval_batch_size", "an integer >= 0 (0 = data.batch_size)"),
+            (self.max_val_examples >= 0, "max_val_examples", "an integer >= 0 (0 = all)"),
+        ]
+
 
 # --------------------------------------------------------------------------- training
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+LR_COMPONENTS = ("encoders", "fusion", "heads")
 
 
 @dataclass
@@ -266,6 +386,24 @@ class TrainConfig:
     ckpt_every: int = 100  # 0 = only at the end
     keep_checkpoints: int = 2
     progress: bool = True
+
+    def checks(self) -> list[Check]:
+        return [
+            (self.max_steps >= 1, "max_steps", INT_GE_1),
+            (self.lr > 0, "lr", "a positive learning rate"),
+            *[(getattr(self, f"lr_mult_{c}") >= 0, f"lr_mult_{c}", "a value >= 0") for c in LR_COMPONENTS],
+            (self.weight_decay >= 0, "weight_decay", "a value >= 0"),
+            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
+             "two numbers [beta1, beta2] in [0, 1)"),
+            (self.warmup_steps >= 0, "warmup_steps", INT_GE_0),
+            (self.grad_accum >= 1, "grad_accum", INT_GE_1),
+            (self.clip_norm >= 0, "clip_norm", "a value >= 0 (0 = off)"),
+            _one_of(self.precision, PRECISIONS, "precision"),
+            (self.log_every >= 1, "log_every", INT_GE_1),
+            (self.val_every >= 0, "val_every", "an integer >= 0 (0 = off)"),
+            (self.ckpt_every >= 0, "ckpt_every", "an integer >= 0 (0 = only at the end)"),
+            (self.keep_checkpoints >= 0, "keep_checkpoints", "an integer >= 0 (0 = keep all)"),
+        ]  # fmt: skip
 
 
 @dataclass
@@ -360,15 +498,34 @@ def _resolve_preset(name_or_path: str) -> Path:
     return preset
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{key_node.start_mark.name}: key {key!r} appears twice in one mapping (lines "
+                    f"{seen[key]} and {line}); YAML would silently keep the second: merge them into one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _load_yaml_tree(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
     path = _resolve_preset(name_or_path)
     if str(path) in seen:
         raise ConfigError(f"{path}: 'base' presets form a cycle: {' -> '.join(seen)}")
-    with open(path, encoding="utf-8") as f:
-        try:
-            tree = yaml.safe_load(f) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = yaml.load(f, Loader=_StrictLoader) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     base = tree.pop("base", None)
@@ -412,15 +569,47 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     return tree
 
 
+def validate(config: Any, prefix: str = "") -> None:
+    """Run the range checks of ``config`` and of every config nested in it; a ``ConfigError`` names the first
+    key out of range (``prefix`` + its name), what was expected and what it is."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, f"{prefix}{f.name}.")
+    for ok, name, expected in config.checks() if hasattr(config, "checks") else ():
+        if not ok:
+            raise ConfigError(f"{prefix}{name}: expected {expected}, got {getattr(config, name)!r}")
+
+
+def _tie_image_size(tree: dict, config: Config) -> None:
+    """``data.image_size`` := ``model.vision.image_size``, the one source; a different explicit value is an
+    error (the images would not be the size the vision tower expects)."""
+    vision = config.model.vision.image_size
+    given = tree.get("data", {}).get("image_size") if isinstance(tree.get("data"), dict) else None
+    if given is not None and given != vision and config.model.visual_input == "patches":
+        raise ConfigError(
+            f"data.image_size={given} but model.vision.image_size={vision}: the images must be the size the "
+            "vision tower expects; set model.vision.image_size only (data.image_size follows it)"
+        )
+    config.data.image_size = vision
+
+
+def _from_tree(tree: dict) -> Config:
+    config = _build(Config, tree)
+    _tie_image_size(tree, config)
+    validate(config)
+    return config
+
+
 def load_config(preset: str | None = None, overrides: list[str] | None = None) -> Config:
-    """Build a :class:`Config` from a preset name or YAML path plus dotted overrides."""
+    """Build a :class:`Config` from a preset name or YAML path plus dotted overrides, checked in full."""
     tree = _load_yaml_tree(preset) if preset else {}
     tree = apply_overrides(tree, overrides or [])
-    return _build(Config, tree)
+    return _from_tree(tree)
 
 
 def config_from_dict(tree: dict) -> Config:
-    return _build(Config, tree)
+    return _from_tree(tree)
 
 
 def config_to_dict(config: Any) -> dict:

@@ -178,7 +178,6 @@ class Predictor:
             out.extend(torch.softmax(self.backbone.heads.itm(pooled).float(), dim=-1)[:, 1].tolist())
         return out
 
-
     # ---- retrieval
 
     @torch.no_grad()

@@ -12,13 +12,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
-from vlp.config import Config, config_to_dict
-from vlp.data.masking import replaceable_vocab_mask
-from vlp.data.pipeline import build_pretrain_loaders
+from vlp.config import Config, ModelConfig, config_to_dict
+from vlp.data.masking import first_word_vocab_mask, replaceable_vocab_mask
+from vlp.data.pipeline import RegionStore, build_pretrain_loaders
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model
-from vlp.models.checkpoint import load_into, save_pretrained
+from vlp.models.checkpoint import check_vocabulary, load_into, save_pretrained
 from vlp.objectives.pretraining import PretrainingObjectives
+from vlp.train.checkpoint import refuse_existing_run, run_lock
 from vlp.train.distributed import init_distributed
 from vlp.train.loop import Trainer
 from vlp.train.schedules import ModeSchedule
@@ -42,13 +43,46 @@ def _persist_teacher(objectives: PretrainingObjectives, out: Path, resume: bool,
         save_model(objectives.teacher, str(path))
 
 
+def _with_region_label_counts(
+    model_cfg: ModelConfig, config: Config, regions: RegionStore | None
+) -> ModelConfig:
+    """``model_cfg`` with the MVM label heads sized from the region-feature file (largest object / attribute
+    id + 1) where MVM classifies labels and the count is 0; a count set too small for the file is an error."""
+    objectives = config.objectives
+    if regions is None or objectives.weights.get("mvm", 0) <= 0 or not objectives.mvm.classify_labels:
+        return model_cfg
+    counts = {}
+    for name, ids in (("num_region_labels", "object_ids"), ("num_region_attributes", "attr_ids")):
+        found = max(
+            (int(getattr(r, ids).max()) + 1 for r in regions.regions.values() if len(getattr(r, ids))),
+            default=0,
+        )
+        given = getattr(model_cfg, name)
+        if given and found > given:
+            raise ValueError(
+                f"model.{name}={given} but {config.data.region_features} has {ids} up to {found - 1}: "
+                f"set model.{name} to at least {found} (or 0 to take it from the file)"
+            )
+        counts[name] = given or found
+    log.info("MVM label classification: %d object and %d attribute classes", *counts.values())
+    return dataclasses.replace(model_cfg, **counts)
+
+
 def pretrain(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     """Pre-train ``config.model`` on ``config.data`` with ``config.objectives``; returns final metrics.
 
     The final weights are written with ``save_pretrained`` to ``OUT/final`` (loadable with ``vlp.load``).
+    The run directory is locked for the whole run, and a run refused (checkpoints there, no ``resume``) is
+    refused before anything is written.
     """
     out = Path(out_dir)
     dist = init_distributed()
+    with run_lock(out, enabled=dist.is_main):
+        refuse_existing_run(out, resume)
+        return _pretrain(config, out, resume, dist)
+
+
+def _pretrain(config: Config, out: Path, resume: bool, dist) -> dict:
     torch.manual_seed(config.train.seed)
 
     tokenizer = load_tokenizer(config.data.tokenizer)
@@ -59,13 +93,18 @@ def pretrain(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     answer_vocab = list(getattr(train_loader, "answer_vocab", None) or [])
     if answer_vocab and config.objectives.weights.get("qa", 0) > 0:
         model_cfg = dataclasses.replace(model_cfg, num_answers=len(answer_vocab))
+    model_cfg = _with_region_label_counts(model_cfg, config, train_loader.collator.regions)
     model = build_model(model_cfg, vocab_size=len(tokenizer))
+    if config.objectives.soft_labels.teacher:
+        check_vocabulary(config.objectives.soft_labels.teacher, tokenizer, "objectives.soft_labels.teacher")
     if model_cfg.init_from:
+        check_vocabulary(model_cfg.init_from, tokenizer, "model.init_from")
         fresh = load_into(model, model_cfg.init_from)
         log.info("initialised from %s; fresh: %s", model_cfg.init_from, ", ".join(fresh) or "nothing")
 
     synth = config.objectives.itm.synthesized
     replaceable = replaceable_vocab_mask(tokenizer, synth.replaceable, size=model.vocab_size)
+    first_word = first_word_vocab_mask(tokenizer, synth.replaceable, size=model.vocab_size)
     schedule = ModeSchedule(config.objectives.mode_schedule) if model_cfg.arch == "semvlp" else None
     objectives = PretrainingObjectives(
         config.objectives,
@@ -73,6 +112,7 @@ def pretrain(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
         replaceable,
         mask_token_id=tokenizer.mask_token_id,
         mode_schedule=schedule,
+        first_word_vocab=first_word,
     )
     _persist_teacher(objectives, out, resume, dist.is_main)
 

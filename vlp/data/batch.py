@@ -21,11 +21,16 @@ class VisualInput:
     region_boxes: Tensor | None = None  # [I, R, 4] float, normalised to [0, 1] (x1, y1, x2, y2)
     region_mask: Tensor | None = None  # [I, R] bool, True = real region
     region_labels: Tensor | None = None  # [I, R] long, detector object id, -100 where none
+    region_attributes: Tensor | None = None  # [I, R] long, detector attribute id, -100 where none
 
     @property
     def num_images(self) -> int:
         source = self.pixel_values if self.pixel_values is not None else self.region_features
         return 0 if source is None else source.shape[0]
+
+    def to(self, device: torch.device | str) -> VisualInput:
+        """A copy with every tensor moved to ``device``."""
+        return VisualInput(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
 
 
 @dataclass
@@ -49,12 +54,12 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         """A copy with every tensor moved to ``device``."""
+        return Batch(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
 
-        def move(value):
-            if isinstance(value, Tensor):
-                return value.to(device, non_blocking=True)
-            if isinstance(value, VisualInput):
-                return VisualInput(**{f.name: move(getattr(value, f.name)) for f in fields(value)})
-            return value
 
-        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+def _move(value: object, device: torch.device | str) -> object:
+    if isinstance(value, Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, VisualInput):
+        return value.to(device)
+    return value

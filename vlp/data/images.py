@@ -38,7 +38,8 @@ def load_image(
 
     ``name`` is what error messages call the image (default: the path; ``<bytes>`` for bytes).
     ``draft_size`` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8) that still keeps both sides at
-    least that many pixels: much faster for large photos headed for a small model input.
+    least that many pixels: much faster for large photos headed for a small model input. High-bit-depth
+    grayscale (16-bit PNG, 32-bit integer) is scaled to 8 bits rather than clipped (which turns it white).
     Raises :class:`UnreadableImage` for a missing file or anything Pillow cannot decode.
     """
     if isinstance(source, bytes | bytearray | memoryview):
@@ -57,9 +58,53 @@ def load_image(
                 if draft_size:
                     image.draft("RGB", (draft_size, draft_size))
                 image.load()  # decode now, so a truncated file fails here and not later
-                return image.convert("RGB")
+                return _to_8bit(image).convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise UnreadableImage(label, f"{type(err).__name__}: {err}") from err
+
+
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A high-bit-depth grayscale image as 8-bit grayscale ("L"), scaled from its 16-bit range; any other
+    image unchanged. (Pillow's own conversion clips every value above 255 to white.)"""
+    if image.mode not in HIGH_BIT_DEPTH_MODES:
+        return image
+    values = np.asarray(image).astype(np.float64)
+    if image.mode != "I" or values.max(initial=0) > 255:  # "I" from an 8-bit source keeps its values
+        values = values / 257.0  # 65535 -> 255
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+
+
+@dataclass
+class ImageCheck:
+    """What :func:`check_image` found: why the image cannot be used (None: it can), and for an image that
+    must be re-encoded to be stored as 8-bit (high bit depth) its 8-bit PNG bytes."""
+
+    problem: str | None = None
+    reencoded: bytes | None = None
+
+
+def check_image(path: str | os.PathLike) -> ImageCheck:
+    """Look at an image file's header (no decoding, except for high-bit-depth images): missing, not an
+    image, or past Pillow's decompression-bomb limit is a problem naming the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return ImageCheck(f"{path}: no such file")
+    try:
+        with Image.open(path) as image:  # raises DecompressionBombError past twice the pixel limit
+            high_bit_depth = image.mode in HIGH_BIT_DEPTH_MODES
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        return ImageCheck(f"{path}: {type(err).__name__}: {err}")
+    if not high_bit_depth:
+        return ImageCheck()
+    try:
+        buffer = io.BytesIO()
+        load_image(path).save(buffer, format="PNG")
+    except UnreadableImage as err:
+        return ImageCheck(str(err))
+    return ImageCheck(reencoded=buffer.getvalue())
 
 
 _LEFT_RIGHT = re.compile(r"\b(left|right)\b", re.IGNORECASE)

@@ -126,26 +126,24 @@ def mask_tokens(
     return masked, labels
 
 
-def _token_text(token: str, byte_level: bool) -> tuple[str, bool]:
-    """(surface text, is a word continuation) for a vocabulary entry."""
+def _token_text(token: str, markers: bool, first_word: bool = False) -> tuple[str, bool]:
+    """(surface text, is a word continuation) for a vocabulary entry. In a vocabulary with word-start
+    ``markers`` a token without one continues a word, except as a caption's ``first_word``."""
     if token.startswith("##"):
         return token[2:], True
     if token[:1] in ("\u0120", "\u2581"):  # byte-level BPE "Ġ" / SentencePiece "▁": a word start
         return token[1:], False
-    # In byte-level / SentencePiece vocabularies a token without the marker continues a word.
-    return token, byte_level
+    return token, markers and not first_word
 
 
-def replaceable_vocab_mask(
-    tokenizer: PreTrainedTokenizerBase, mode: str = "content", size: int | None = None
-) -> Tensor:
-    """Bool [V]: the tokens a synthesized ITM negative may write in place of an original token.
+def _is_content(text: str) -> bool:
+    """A content word: has a letter or digit, is not a stop word, and is not a single letter."""
+    if not any(ch.isalnum() for ch in text) or text.lower() in STOP_WORDS:
+        return False
+    return not (len(text) == 1 and text.isalpha())
 
-    ``mode="any"`` excludes only the special tokens. ``mode="content"`` also excludes word
-    continuations ("##ing", or BPE pieces without a word-start marker), tokens with no letter or digit
-    (punctuation), and :data:`STOP_WORDS`; tokens made only of digits stay replaceable (counts are content).
-    ``size`` pads the mask with False up to a model vocabulary larger than the tokenizer.
-    """
+
+def _vocab_mask(tokenizer: PreTrainedTokenizerBase, mode: str, size: int | None, first_word: bool) -> Tensor:
     if mode not in ("content", "any"):
         raise ValueError(f"replaceable mode must be 'content' or 'any', got {mode!r}")
     vocab_len = len(tokenizer)
@@ -155,17 +153,46 @@ def replaceable_vocab_mask(
     mask = torch.zeros(size, dtype=torch.bool)
     tokens = tokenizer.convert_ids_to_tokens(list(range(vocab_len)))
     special = set(tokenizer.all_special_ids)
-    byte_level = any(t is not None and t[:1] in ("\u0120", "\u2581") for t in tokens)
+    markers = _has_word_start_markers(tokens)
     for index, token in enumerate(tokens):
         if token is None or index in special:
             continue
         if mode == "any":
             mask[index] = True
             continue
-        text, continuation = _token_text(token, byte_level)
-        if continuation or not any(ch.isalnum() for ch in text):
-            continue
-        if text.lower() in STOP_WORDS:
-            continue
-        mask[index] = True
+        text, continuation = _token_text(token, markers, first_word)
+        if first_word and token[:1] == "\u0120":
+            continue  # a caption's first word carries no leading space
+        mask[index] = not continuation and _is_content(text)
     return mask
+
+
+def _has_word_start_markers(tokens: list[str | None]) -> bool:
+    return any(t is not None and t[:1] in ("\u0120", "\u2581") for t in tokens)
+
+
+def replaceable_vocab_mask(
+    tokenizer: PreTrainedTokenizerBase, mode: str = "content", size: int | None = None
+) -> Tensor:
+    """Bool [V]: the tokens a synthesized ITM negative may write in place of an original token.
+
+    ``mode="any"`` excludes only the special tokens. ``mode="content"`` also excludes word
+    continuations ("##ing", or BPE pieces without a word-start marker), tokens with no letter or digit
+    (punctuation), single letters and :data:`STOP_WORDS`; tokens made only of digits stay replaceable
+    (counts are content). ``size`` pads the mask with False up to a model vocabulary larger than the
+    tokenizer. A byte-level BPE caption's first word has no marker: see :func:`first_word_vocab_mask`.
+    """
+    return _vocab_mask(tokenizer, mode, size, first_word=False)
+
+
+def first_word_vocab_mask(
+    tokenizer: PreTrainedTokenizerBase, mode: str = "content", size: int | None = None
+) -> Tensor | None:
+    """Bool [V]: the replaceable tokens at a caption's first word, for byte-level BPE vocabularies
+    (RoBERTa), where that word's token lacks the leading-space marker "Ġ" and so reads as a continuation;
+    the same rules as :func:`replaceable_vocab_mask` otherwise. None for other vocabularies (WordPiece,
+    SentencePiece mark the first word like any other), where the regular mask applies everywhere."""
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    if not any(t is not None and t[:1] == "\u0120" for t in tokens):
+        return None
+    return _vocab_mask(tokenizer, mode, size, first_word=True)

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 # Streams have no known length: the bad-example fraction is only judged mid-epoch after this many.
 STREAM_MIN_SEEN_FOR_CHECK = 1000
-# Shuffle buffer of a training stream (examples).
+# Shuffle buffer of a training stream (samples, i.e. images).
 STREAM_SHUFFLE_BUFFER = 1000
 # A fast tokenizer must not be called from two threads at once (its padding state is shared).
 _TOKENIZER_LOCK = threading.Lock()
@@ -186,10 +186,16 @@ class ConcatExamples(Dataset):
 
 
 class StreamPairDataset(IterableDataset):
-    """(image, caption) examples from WebDataset shards.
+    """(image, caption) examples from WebDataset shards: one caption per image per pass.
 
-    :meth:`set_epoch` reseeds the shuffle; :meth:`set_rank` makes the reader deal whole shards (or every
-    n-th sample of a shard) to DDP ranks, so each rank reads only its share.
+    A shard sample holds all captions of its image. Yielding them one after the other would fill a batch
+    of 32 with 7-8 images (a small ITC batch and negative pool); instead each pass yields one caption per
+    image, caption ``(offset(key) + epoch) % n`` of its n, so every caption is used once in n passes, and
+    the samples go through the reader's shuffle buffer (``shuffle`` samples). A streamed batch then holds
+    about as many distinct images as a map-style one.
+
+    :meth:`set_epoch` reseeds the shuffle and moves to the next caption; :meth:`set_rank` makes the reader
+    deal whole shards (or every n-th sample of a shard) to DDP ranks, so each rank reads only its share.
     """
 
     def __init__(self, urls: str | list[str], *, shuffle: int = 0, seed: int = 0) -> None:
@@ -218,15 +224,15 @@ class StreamPairDataset(IterableDataset):
         for record in records:
             key = image_key(record.image_id, record.image_path, record.image_bytes is not None)
             group = stable_image_group(key)
-            for caption in record.captions:
-                yield Example(
-                    text=caption,
-                    image_key=key,
-                    image_group=group,
-                    image_path=record.image_path,
-                    image_bytes=record.image_bytes,
-                    image_id=str(record.image_id),
-                )
+            offset = stable_image_group(f"{self.seed}/{key}")
+            yield Example(
+                text=record.captions[(offset + self.epoch) % len(record.captions)],
+                image_key=key,
+                image_group=group,
+                image_path=record.image_path,
+                image_bytes=record.image_bytes,
+                image_id=str(record.image_id),
+            )
 
 
 def mix_seed(*parts: int) -> int:
@@ -282,12 +288,18 @@ class SkipStats:
         detail = f" ({', '.join(parts)})" if parts else ""
         return f"skipped {self.skipped} of {self.seen} examples{detail}"
 
+    def report(self) -> str:
+        """:meth:`summary` and the first few offending items (``...; first: unreadable image a.jpg: ...``)."""
+        return self.summary() + (f"; first: {'; '.join(self.samples)}" if self.samples else "")
+
     def to_dict(self) -> dict:
-        return {"seen": self.seen, **{reason: getattr(self, reason) for reason in _REASONS}}
+        counts = {reason: getattr(self, reason) for reason in _REASONS}
+        return {"seen": self.seen, **counts, "samples": list(self.samples)}
 
     @classmethod
     def from_dict(cls, state: dict) -> SkipStats:
-        return cls(**{k: int(v) for k, v in state.items() if k == "seen" or k in _REASONS})
+        counts = {k: int(v) for k, v in state.items() if k == "seen" or k in _REASONS}
+        return cls(**counts, samples=[str(s) for s in state.get("samples", [])][: cls.MAX_SAMPLES])
 
 
 class TooManyBadExamples(ValueError):
@@ -485,6 +497,7 @@ class Collator:
         boxes = torch.zeros(n_images, n_regions, 4)
         mask = torch.zeros(n_images, n_regions, dtype=torch.bool)
         labels = torch.full((n_images, n_regions), IGNORE_INDEX, dtype=torch.long)
+        attributes = labels.clone()
         for i, record in enumerate(found):
             n = len(record.features)
             features[i, :n] = torch.as_tensor(record.features, dtype=torch.float32)
@@ -492,8 +505,13 @@ class Collator:
             boxes[i, :n] = (torch.as_tensor(record.boxes, dtype=torch.float32) / scale).clamp(0.0, 1.0)
             mask[i, :n] = True
             labels[i, :n] = torch.as_tensor(record.object_ids, dtype=torch.long)
+            attributes[i, :n] = torch.as_tensor(record.attr_ids, dtype=torch.long)
         visual = VisualInput(
-            region_features=features, region_boxes=boxes, region_mask=mask, region_labels=labels
+            region_features=features,
+            region_boxes=boxes,
+            region_mask=mask,
+            region_labels=labels,
+            region_attributes=attributes,
         )
         return visual, slot, set()
 
@@ -699,8 +717,14 @@ class PretrainLoader:
             epoch, done = int(state["epoch"]), int(state["batches_done"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"loader state needs integer 'epoch' and 'batches_done', got {state!r}") from err
-        if epoch < 0 or done < 0 or (not self.is_stream and done > len(self)):
+        if epoch < 0 or done < 0:
             raise ValueError(f"loader state {state!r} is out of range for {self.name} data")
+        if not self.is_stream and done > len(self):
+            raise ValueError(
+                f"{self.name} data changed since the checkpoint: its position (after batch {done} of epoch "
+                f"{epoch}) is out of range for an epoch of this data ({len(self)} batches); resume with the "
+                "data (and data.batch_size) the run was started with, or start a new run"
+            )
         self.epoch, self.batches_done, self._resume_from = epoch, done, done
         self._stats = SkipStats.from_dict(state.get("skipped", {}))
 
@@ -718,12 +742,20 @@ class PretrainLoader:
             results, total = self._stream_results(epoch, start, seeds), None
         else:
             results, total = self._map_results(epoch, start, seeds), self._epoch_examples(epoch)
-        for k, collated in results:
-            self._stats.add(collated.stats)
-            self._check(total)
-            self.batches_done = k + 1
-            if collated.batch is not None:
-                yield collated.batch
+        try:
+            for k, collated in results:
+                self._stats.add(collated.stats)
+                self._check(total)
+                self.batches_done = k + 1
+                if collated.batch is not None:
+                    yield collated.batch
+        except GeneratorExit:  # a partial pass (e.g. validation reads a few batches): report its skips too
+            if self._stats.skipped:
+                logger.warning(
+                    "%s data, epoch %d, first %d batches: %s",
+                    self.name, self.epoch, self.batches_done, self._stats.report(),
+                )  # fmt: skip
+            raise
         self._finish_epoch()
 
     def _epoch_examples(self, epoch: int) -> int:
@@ -804,7 +836,7 @@ class PretrainLoader:
         if stats.seen and stats.skipped > self.max_bad_fraction * stats.seen:
             self._fail(None)
         if stats.skipped:
-            logger.warning("%s data, epoch %d: %s", self.name, self.epoch, stats.summary())
+            logger.warning("%s data, epoch %d: %s", self.name, self.epoch, stats.report())
         if self.advance_epoch:
             self.set_epoch(self.epoch + 1)
         else:

@@ -113,7 +113,8 @@ class SynthConfig:
     max_objects: int = 4
     vqa_questions_per_image: int = 3
     gqa_questions_per_image: int = 3
-    nlvr2_sentences_per_pair: int = 2
+    nlvr2_pairs_per_image: int = 2  # each image is drawn into about this many pairs
+    nlvr2_sentences_per_pair: int = 4
     snli_hypotheses_per_image: int = 3  # one entailment, one neutral, one contradiction, repeating
     region_feature_dim: int = 64
     tokenizer_vocab_size: int = 1000
@@ -127,6 +128,7 @@ class SynthConfig:
             ("max_objects", 1 <= self.max_objects <= 4, "between 1 and 4"),
             ("vqa_questions_per_image", self.vqa_questions_per_image >= 1, "at least 1"),
             ("gqa_questions_per_image", self.gqa_questions_per_image >= 1, "at least 1"),
+            ("nlvr2_pairs_per_image", self.nlvr2_pairs_per_image >= 1, "at least 1"),
             ("nlvr2_sentences_per_pair", self.nlvr2_sentences_per_pair >= 1, "at least 1"),
             ("snli_hypotheses_per_image", self.snli_hypotheses_per_image >= 1, "at least 1"),
             ("region_feature_dim", self.region_feature_dim >= 16, "at least 16"),
@@ -682,24 +684,49 @@ def _nlvr_total(rng: random.Random, left: Scene, right: Scene, want: bool) -> tu
     return text, n == actual
 
 
+def _features(scenes: Sequence[Scene]) -> list[tuple[str | None, str | None]]:
+    """Every (shape, colour) filter, one attribute or both, that some object of ``scenes`` has."""
+    out = set()
+    for scene in scenes:
+        for o in scene.objects:
+            out |= {(o.shape, None), (None, o.colour), (o.shape, o.colour)}
+    return sorted(out, key=str)
+
+
+def _choose(rng: random.Random, options: Sequence, truth: Callable[..., bool], want: bool):
+    """An option whose truth is ``want`` when there is one (so that a template's wording does not give
+    its label away), else any."""
+    fitting = [o for o in options if truth(o) == want]
+    return rng.choice(fitting or list(options))
+
+
 def _nlvr_both(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
-    shape, colour = _random_filter(rng)
-    if shape is None and colour is None:
-        colour = rng.choice(COLOURS)
-    truth = _count(left, shape, colour) > 0 and _count(right, shape, colour) > 0
-    return f"Both images contain at least one {_noun_phrase(rng, 1, shape, colour)}.", truth
+    def truth(f):
+        return _count(left, *f) > 0 and _count(right, *f) > 0
+
+    absent = [(None, c) for c in COLOURS] + [(s, None) for s in SHAPES]
+    shape, colour = _choose(rng, _features((left, right)) + absent, truth, want)
+    return f"Both images contain at least one {_noun_phrase(rng, 1, shape, colour)}.", truth((shape, colour))
 
 
 def _nlvr_exactly_one(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
-    shape, colour = rng.choice(SHAPES), rng.choice(COLOURS)
-    truth = (_count(left, shape, colour) > 0) != (_count(right, shape, colour) > 0)
-    return f"Exactly one image contains {_article(_noun_phrase(rng, 1, shape, colour))}.", truth
+    def truth(f):
+        return (_count(left, *f) > 0) != (_count(right, *f) > 0)
+
+    combos = [(s, c) for s in SHAPES for c in COLOURS]
+    shape, colour = _choose(rng, combos, truth, want)
+    text = f"Exactly one image contains {_article(_noun_phrase(rng, 1, shape, colour))}."
+    return text, truth((shape, colour))
 
 
 def _nlvr_more(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
-    first, second = ("left", "right") if rng.random() < 0.5 else ("right", "left")
     counts = {"left": len(left.objects), "right": len(right.objects)}
-    return f"The {first} image has more shapes than the {second} image.", counts[first] > counts[second]
+
+    def truth(order):
+        return counts[order[0]] > counts[order[1]]
+
+    first, second = _choose(rng, (("left", "right"), ("right", "left")), truth, want)
+    return f"The {first} image has more shapes than the {second} image.", truth((first, second))
 
 
 def _nlvr_relation(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
@@ -741,47 +768,62 @@ def make_nlvr2_sentences(left: Scene, right: Scene, rng: random.Random, count: i
 
 
 # --------------------------------------------------------------------------- SNLI-VE hypotheses
+#
+# Two families of wording, each used by two labels, so that the hypothesis alone tells at most which
+# pair of labels it belongs to (a text-only model can reach 2/3, as hypothesis-only models do on the real
+# SNLI); the image decides within the pair:
+# - a visible claim ("There is a red circle in the picture."): entailment when true, contradiction when
+#   false;
+# - a hidden property of a named object ("The red circle is made of wood."): neutral when the object is
+#   in the picture (nothing shows what it is made of), contradiction when it is not.
+
+
+def _absent_object(rng: random.Random, scene: Scene) -> SceneObject:
+    """A colour and shape combination that no object of the scene has."""
+    present = {(o.colour, o.shape) for o in scene.objects}
+    colour, shape = rng.choice([(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present])
+    return SceneObject(shape, colour, "small", 0.0, 0.0, 0.0)
+
+
+def _snli_claim(rng: random.Random, scene: Scene, true: bool) -> str:
+    """A statement about what the picture shows, true or false as asked."""
+    kind = rng.choice(("object", "colour", "shape", "relation"))
+    pairs = _relation_pairs(scene)
+    if kind == "relation" and pairs:
+        a, rel, b = rng.choice(pairs)
+        rel = rel if true else OPPOSITE[rel]
+        first, second = describe(rng, a, ("shape",)), describe(rng, b, ("shape",))
+        return f"A {first} is {_pick(rng, RELATION_WORDS[rel])} a {second}."
+    if kind == "colour":
+        colours = {o.colour for o in scene.objects}
+        colour = rng.choice(sorted(colours if true else set(COLOURS) - colours))
+        return f"At least one shape is {_pick(rng, COLOUR_WORDS[colour])}."
+    if kind == "shape":
+        shapes = {o.shape for o in scene.objects}
+        shape = rng.choice(sorted(shapes if true else set(SHAPES) - shapes))
+        return f"The picture contains {_article(_pick(rng, SHAPE_WORDS[shape]))}."
+    obj = rng.choice(scene.objects) if true else _absent_object(rng, scene)
+    return f"There is {_article(describe(rng, obj, ('colour', 'shape')))} in the picture."
+
+
+def _snli_hidden(rng: random.Random, scene: Scene, present: bool) -> str:
+    """A property no picture shows, of an object that is (or is not) in this one."""
+    obj = rng.choice(scene.objects) if present else _absent_object(rng, scene)
+    return f"The {describe(rng, obj, ('colour', 'shape'))} {rng.choice(NEUTRAL_PREDICATES)}."
 
 
 def _snli_entailment(rng: random.Random, scene: Scene) -> str:
-    obj = rng.choice(scene.objects)
-    n = len(scene.objects)
-    options = [
-        f"There is {_article(describe(rng, obj, ('colour', 'shape')))} in the picture.",
-        f"The image shows {_number(n)} {'shape' if n == 1 else 'shapes'}.",
-        f"At least one shape is {_pick(rng, COLOUR_WORDS[obj.colour])}.",
-        f"The picture contains {_article(_pick(rng, SHAPE_WORDS[obj.shape]))}.",
-    ]
-    pairs = _relation_pairs(scene)
-    if pairs:
-        a, rel, b = rng.choice(pairs)
-        first, second = describe(rng, a, ("shape",)), describe(rng, b, ("shape",))
-        options.append(f"A {first} is {_pick(rng, RELATION_WORDS[rel])} a {second}.")
-    return rng.choice(options)
-
-
-def _snli_contradiction(rng: random.Random, scene: Scene) -> str:
-    obj = rng.choice(scene.objects)
-    n = len(scene.objects)
-    wrong_n = n + 1 if n == 1 or rng.random() < 0.5 else n - 1
-    absent = [s for s in SHAPES if _count(scene, shape=s) == 0]
-    options = [
-        f"There are no {_pick(rng, COLOUR_WORDS[obj.colour])} shapes in the picture.",
-        f"The image shows exactly {_number(wrong_n)} {'shape' if wrong_n == 1 else 'shapes'}.",
-        "The picture is completely empty.",
-    ]
-    if absent:
-        shape = rng.choice(absent)
-        options.append(f"The picture contains {_article(_pick(rng, SHAPE_WORDS[shape]))}.")
-    other_colours = [c for c in COLOURS if any(o.colour != c for o in scene.objects)]
-    colour = rng.choice(other_colours)
-    options.append(f"Every shape in the picture is {_pick(rng, COLOUR_WORDS[colour])}.")
-    return rng.choice(options)
+    return _snli_claim(rng, scene, true=True)
 
 
 def _snli_neutral(rng: random.Random, scene: Scene) -> str:
-    obj = rng.choice(scene.objects)
-    return f"The {describe(rng, obj, ('colour', 'shape'))} {rng.choice(NEUTRAL_PREDICATES)}."
+    return _snli_hidden(rng, scene, present=True)
+
+
+def _snli_contradiction(rng: random.Random, scene: Scene) -> str:
+    if rng.random() < 0.5:
+        return _snli_claim(rng, scene, true=False)
+    return _snli_hidden(rng, scene, present=False)
 
 
 SNLI_LABELS = (
@@ -986,7 +1028,7 @@ def _write_nlvr2(out: Path, scenes: list[Scene], config: SynthConfig) -> tuple[d
         pool = [s for s in scenes if s.split in members]
         rng = _rng(config.seed, f"nlvr2-{split}")
         lines = []
-        num_pairs = max(1, len(pool) // 2)
+        num_pairs = max(1, len(pool) * config.nlvr2_pairs_per_image // 2)
         for p in range(num_pairs):
             left, right = rng.sample(pool, 2)
             set_id, pair_id = p // 4, p % 4
@@ -1078,14 +1120,43 @@ Shapes: {shapes}. Colours: {colours}. The same seed always writes the same bytes
 """
 
 
-def write_shapes_world(config: SynthConfig, out_dir: str | Path) -> str:
-    """Render the shapes world into ``out_dir`` in the public formats; returns a per-part summary."""
+# What write_shapes_world writes at the top of its directory.
+WORLD_PARTS = (
+    "images",
+    "dataset_shapes.json",
+    "vqa",
+    "gqa",
+    "nlvr2",
+    "snli_ve",
+    "regions",
+    "tokenizer",
+    "README.txt",
+)
+
+
+def write_shapes_world(config: SynthConfig, out_dir: str | Path, overwrite: bool = False) -> str:
+    """Render the shapes world into ``out_dir`` in the public formats; returns a per-part summary.
+
+    A directory that already holds files is refused unless ``overwrite``: then the parts of a shapes world
+    that are there are removed first, so that nothing of an earlier, larger world is left behind.
+    """
     from vlp.data.tokenizer import train_wordpiece
 
     config.validate()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and not overwrite and any(out.iterdir()):
+        raise ValueError(
+            f"--out {out}: the directory is not empty (a dataset is there?); pass --overwrite to write over "
+            "it, or choose another directory"
+        )
+    for part in WORLD_PARTS:
+        target = out / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
     splits = assign_splits(config.num_images, config.seed)

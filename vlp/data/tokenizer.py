@@ -5,6 +5,7 @@ Nothing here touches the network: directories are read with ``local_files_only``
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import string
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 # BERT's special tokens, in the order they get ids 0..4 in a trained vocabulary.
 SPECIAL_TOKENS = {
@@ -63,6 +64,14 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
             "(a directory with tokenizer.json)"
         )
     return tokenizer
+
+
+def vocab_hash(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A fingerprint of the vocabulary itself (every token and its id, added tokens included): equal for
+    the same tokenizer, different for two tokenizers that merely have the same size."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: (item[1], item[0]))
+    digest = hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8"))
+    return "sha256:" + digest.hexdigest()[:32]
 
 
 def _word_counts(texts: Iterable[str], normalizer, pre_tokenizer) -> dict[str, int]:

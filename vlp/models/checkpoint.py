@@ -2,7 +2,8 @@
 
 ``config.json`` holds the :class:`~vlp.config.ModelConfig` (as built: fields a pretrained directory
 decided are filled in), the vocabulary size, the architecture, a format version, the encoders' own
-Hugging Face configs (so no pretrained directory is needed to load) and free-form ``extra``.
+Hugging Face configs (so no pretrained directory is needed to load), the fingerprint of the tokenizer's
+vocabulary (``vocab_hash``, when saved with one) and free-form ``extra``.
 Tied tensors (an MLM decoder sharing the word embeddings) are stored once.
 """
 
@@ -74,6 +75,10 @@ def save_pretrained(
         "hf_configs": model.hf_configs(),
         "extra": extra_config or {},
     }
+    if tokenizer is not None:
+        from vlp.data.tokenizer import vocab_hash
+
+        config["vocab_hash"] = vocab_hash(tokenizer)
     if task is not None:
         config["task"] = task
     metadata = {"format": "pt", "vlp_format_version": str(FORMAT_VERSION)}
@@ -102,6 +107,38 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path}: missing fields {missing}")
     return config
+
+
+def stored_vocab_hash(directory: str | Path) -> str | None:
+    """The vocabulary fingerprint of a checkpoint directory: ``config.json["vocab_hash"]`` of a vlp
+    checkpoint, else that of the tokenizer the directory holds (a Hugging Face model); None if neither."""
+    from vlp.data.tokenizer import load_tokenizer, vocab_hash
+
+    directory = Path(directory)
+    try:
+        return read_config(directory).get("vocab_hash")
+    except (FileNotFoundError, ValueError):
+        pass
+    try:
+        return vocab_hash(load_tokenizer(directory))
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+
+
+def check_vocabulary(directory: str | Path, tokenizer: Any, key: str) -> None:
+    """Refuse a checkpoint (``key`` names the setting that points at it) whose tokenizer's vocabulary is
+    not ``tokenizer``'s; a checkpoint that records none is only logged."""
+    from vlp.data.tokenizer import vocab_hash
+
+    stored = stored_vocab_hash(directory)
+    if stored is None:
+        log.warning("%s: %s records no tokenizer vocabulary; cannot check it matches", key, directory)
+        return
+    if stored != vocab_hash(tokenizer):
+        raise ValueError(
+            f"{key}: {directory} was trained with another tokenizer vocabulary than data.tokenizer "
+            f"(vocab_hash {stored} vs {vocab_hash(tokenizer)}): its token ids would mean other words"
+        )
 
 
 def _read_weights(directory: Path) -> dict[str, Tensor]:

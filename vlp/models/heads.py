@@ -76,7 +76,8 @@ class Heads(nn.Module):
 
     ``hidden_size``: width of the fused token states; ``pooled_size``: width of ``FusedFeatures.pooled``;
     ``text_hidden_size``: width of ``TextFeatures.hidden`` (input of the text ITC projection);
-    ``visual_target_dim``: width of the MVM regression target.
+    ``visual_target_dim``: width of the MVM regression target; ``num_region_labels`` and
+    ``num_region_attributes``: the detector's object and attribute classes (MVM classification, LXMERT).
     ``text_mlm``: the text-only path's own MLM head (ViLTA); None where the text-only path shares
     ``mlm`` (SemVLP: one stack, one MLM head).
     """
@@ -91,6 +92,7 @@ class Heads(nn.Module):
         text_hidden_size: int,
         visual_target_dim: int,
         num_region_labels: int = 0,
+        num_region_attributes: int = 0,
         num_answers: int = 0,
         word_embeddings: nn.Parameter | None = None,
         text_mlm: MLMHead | None = None,
@@ -110,10 +112,13 @@ class Heads(nn.Module):
         self.mvm_classify_head = (
             PredictionHead(hidden_size, num_region_labels) if num_region_labels > 0 else None
         )
+        self.mvm_attribute_head = (
+            PredictionHead(hidden_size, num_region_attributes) if num_region_attributes > 0 else None
+        )
         self.qa_head = ClassifierMLP(pooled_size, 2 * pooled_size, num_answers) if num_answers > 0 else None
         for module in (self.itm_head, self.itc_text_proj, self.itc_image_proj, self.mvm_regress_head):
             init_bert_weights(module)
-        for module in (self.mvm_classify_head, self.qa_head):
+        for module in (self.mvm_classify_head, self.mvm_attribute_head, self.qa_head):
             if module is not None:
                 init_bert_weights(module)
 
@@ -154,6 +159,11 @@ class Heads(nn.Module):
         return self._need(self.mvm_classify_head, "MVM classification", "set model.num_region_labels > 0")(
             hidden
         )
+
+    def mvm_attributes(self, hidden: Tensor) -> Tensor:
+        """[M, D] -> region-attribute logits [M, num_region_attributes]."""
+        head = self._need(self.mvm_attribute_head, "MVM attribute", "set model.num_region_attributes > 0")
+        return head(hidden)
 
     def qa(self, pooled: Tensor) -> Tensor:
         """[B, P] -> answer logits [B, num_answers]."""

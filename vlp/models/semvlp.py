@@ -216,6 +216,7 @@ class SemVLP(nn.Module):
             text_hidden_size=width,
             visual_target_dim=target_dim,
             num_region_labels=cfg.num_region_labels,
+            num_region_attributes=cfg.num_region_attributes,
             num_answers=cfg.num_answers,
             word_embeddings=self.text_embeddings.word_embeddings.weight,
         )

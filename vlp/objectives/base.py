@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 # The loss names the trainer knows; ``ObjectivesConfig.weights`` is keyed by them.
-LOSS_NAMES = ("mlm", "itm", "itc", "mvm", "qa")
+LOSS_NAMES = ("mlm", "itm", "itc", "mvm", "qa", "text_mlm")
 IGNORE_INDEX = -100
 
 
@@ -100,3 +102,27 @@ def sample_positions(
     scores = scores.masked_fill(~eligible, 2.0)  # ineligible positions rank last
     rank = scores.argsort(dim=1).argsort(dim=1)
     return (rank < wanted[:, None]) & eligible
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
+    """``module`` in eval mode (dropout off) inside the block, each submodule's own mode restored after;
+    a no-op with ``enabled`` False."""
+    modes = [(m, m.training) for m in module.modules()] if enabled else []
+    if enabled:
+        module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(logger: logging.Logger, message: str) -> None:
+    """Log ``message`` as a warning the first time it is seen in this process."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)

@@ -132,12 +132,3 @@ def itc_objective(
         hit = groups[logits.argmax(1)] == batch.image_group
     metrics = {"itc_acc": hit.float().mean().item(), "itc_temperature": 1.0 / scale.item()}
     return ObjectiveOutput(losses={"itc": loss}, metrics=metrics), logits.detach()
-
-
-@torch.no_grad()
-def similarity_logits(
-    model: nn.Module, text: TextFeatures, images: ImageFeatures, temperature: ContrastiveTemperature
-) -> Tensor:
-    """Text->image logits [B, I] without gradient (hard-negative mining when the ITC loss is off)."""
-    text_emb, image_emb = model.contrastive_embeddings(text, images)
-    return temperature().to(text_emb.device) * text_emb.float() @ image_emb.float().t()

@@ -1,7 +1,9 @@
 """Image-text matching: a 2-way classifier on the fused pair, over positives and sourced negatives.
 
-The loss is the plain mean cross-entropy over every row (positives labelled 1, negatives 0), so the
-positive:negative ratio is ``1 : random + hard + synthesized`` per positive, as configured.
+The loss is cross-entropy over every row (positives labelled 1, negatives 0), class-balanced by default
+(``objectives.itm.balance_classes``): matches and non-matches each make up half of the loss whatever the
+``1 : random + hard + synthesized`` ratio of positives to negatives. With ``balance_classes`` off it is the
+plain mean over rows, so that ratio weights the two classes.
 """
 
 from __future__ import annotations

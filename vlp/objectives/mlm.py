@@ -5,7 +5,9 @@ soft label is a frozen text-only teacher's prediction for the same masked captio
 ``soft = softmax(teacher_logits / temperature)``, optionally truncated to the teacher's ``top_k`` most likely
 tokens and renormalised. Our choice (the paper leaves it open): the temperature applies to the teacher's
 distribution only; the student's log-probabilities are taken at temperature 1. ``alpha`` grows linearly
-from 0 to its configured value over ``warmup_steps``.
+from 0 to its configured value over ``warmup_steps``. ``temperature_squared`` multiplies the soft term by
+``T**2`` (Hinton et al.); off by default, because with the student at temperature 1 the soft gradient
+does not shrink as ``1 / T**2`` and needs no such compensation.
 """
 
 from __future__ import annotations
@@ -42,8 +44,11 @@ def soft_targets(teacher_logits: Tensor, temperature: float = 1.0, top_k: int = 
     return probs
 
 
-def soft_label_mlm_loss(logits: Tensor, labels: Tensor, soft: Tensor, alpha: float) -> Tensor:
-    """``(1 - alpha) * CE(one-hot labels) + alpha * CE(soft)``, averaged over the M masked positions."""
+def soft_label_mlm_loss(
+    logits: Tensor, labels: Tensor, soft: Tensor, alpha: float, soft_scale: float = 1.0
+) -> Tensor:
+    """``(1 - alpha) * CE(one-hot labels) + alpha * soft_scale * CE(soft)``, averaged over the M masked
+    positions (``soft_scale``: ``T**2`` with ``objectives.soft_labels.temperature_squared``)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"objectives.soft_labels.alpha must be in [0, 1], got {alpha}")
     if soft.shape != logits.shape:
@@ -57,7 +62,7 @@ def soft_label_mlm_loss(logits: Tensor, labels: Tensor, soft: Tensor, alpha: flo
     hard = F.nll_loss(log_probs, labels)
     # 0 * log p is 0 even where log p is -inf (a token the student rules out entirely).
     soft_ce = -torch.where(soft > 0, soft * log_probs, torch.zeros_like(log_probs)).sum(-1).mean()
-    return (1.0 - alpha) * hard + alpha * soft_ce
+    return (1.0 - alpha) * hard + alpha * soft_scale * soft_ce
 
 
 def alpha_at(step: int, alpha: float, warmup_steps: int) -> float:
@@ -87,6 +92,11 @@ class SoftLabels:
     def alpha_at(self, step: int) -> float:
         return alpha_at(step, self.cfg.alpha, self.cfg.warmup_steps)
 
+    @property
+    def soft_scale(self) -> float:
+        """The factor on the soft-label term: ``temperature**2`` when ``temperature_squared``, else 1."""
+        return self.cfg.temperature**2 if self.cfg.temperature_squared else 1.0
+
     @torch.no_grad()
     def targets(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor) -> Tensor:
         """Soft labels [M, V] at the ``True`` positions of the (already masked) captions."""
@@ -113,7 +123,7 @@ def mlm_objective(
     alpha = soft_labels.alpha_at(step) if soft_labels is not None else 0.0
     if alpha > 0 and labels.numel() > 0:
         soft = soft_labels.targets(batch.mlm_input_ids, batch.attention_mask, positions)
-        loss = soft_label_mlm_loss(logits, labels, soft.to(logits.device), alpha)
+        loss = soft_label_mlm_loss(logits, labels, soft.to(logits.device), alpha, soft_labels.soft_scale)
     else:
         loss = mlm_loss(logits, labels)
     if soft_labels is not None:

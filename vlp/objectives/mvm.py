@@ -5,13 +5,17 @@ embedding (``model.embed_image(visual, visual_mask)``). At the masked tokens of 
 
 - feature regression against ``model.visual_targets(visual)`` (detached): smooth-L1 (default, beta 1, as
   in LXMERT's feature regression) or MSE, averaged over elements;
-- where region labels exist (``visual.region_labels != -100`` and the model has a label head): the
-  detector's object label, cross-entropy.
+- where region labels exist (``visual.region_labels`` / ``region_attributes`` != -100, the model has the
+  head and ``objectives.mvm.classify_labels`` is on): the detector's object and attribute labels,
+  cross-entropy each, as LXMERT predicts both.
 
-The ``mvm`` loss is the sum of the two parts; the metrics report each.
+The ``mvm`` loss is the sum of the parts; the metrics report each (``mvm_label_acc``, ``mvm_attr_acc``).
+Labels the batch carries but nothing predicts are a warning, once.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +24,16 @@ from torch import Tensor, nn
 from vlp.config import MVMConfig
 from vlp.data.batch import Batch
 from vlp.models.outputs import FusedFeatures
-from vlp.objectives.base import IGNORE_INDEX, ObjectiveOutput, accuracy, sample_positions, zero_loss
+from vlp.objectives.base import (
+    IGNORE_INDEX,
+    ObjectiveOutput,
+    accuracy,
+    sample_positions,
+    warn_once,
+    zero_loss,
+)
+
+log = logging.getLogger(__name__)
 
 REGRESSION_LOSSES = ("smooth_l1", "mse")
 
@@ -59,6 +72,25 @@ def aligned_region_labels(labels: Tensor, num_tokens: int) -> Tensor:
     )
 
 
+def label_loss(
+    hidden: Tensor, labels: Tensor | None, rows: Tensor, image_index: Tensor, head
+) -> tuple[Tensor, float]:
+    """Cross-entropy and accuracy of ``head`` on the fused image states ``hidden`` [M, D] (the ``rows``
+    [B, N] tokens) against region ``labels`` [I, R] (-100 = none)."""
+    labels = aligned_region_labels(labels, rows.shape[1]).to(rows.device)[image_index][rows]
+    valid = labels != IGNORE_INDEX
+    logits = head(hidden[valid])
+    loss = F.cross_entropy(logits.float(), labels[valid]) if valid.any() else zero_loss(logits)
+    return loss, accuracy(logits, labels[valid])
+
+
+# (VisualInput field, head of Heads, model.config field, metric prefix)
+LABEL_KINDS = (
+    ("region_labels", "mvm_classify", "num_region_labels", "mvm_label"),
+    ("region_attributes", "mvm_attributes", "num_region_attributes", "mvm_attr"),
+)
+
+
 def mvm_objective(
     model: nn.Module,
     fused: FusedFeatures,
@@ -80,13 +112,16 @@ def mvm_objective(
     regress = regression_loss(model.heads.mvm_regress(hidden), target, cfg.loss)
     metrics = {"mvm_regress": regress.item()}
     loss = regress
-    labels = batch.visual.region_labels
-    if labels is not None and model.config.num_region_labels > 0:
-        labels = aligned_region_labels(labels, visual_mask.shape[1]).to(rows.device)[batch.image_index][rows]
-        valid = labels != IGNORE_INDEX
-        logits = model.heads.mvm_classify(hidden[valid])
-        classify = F.cross_entropy(logits.float(), labels[valid]) if valid.any() else zero_loss(logits)
-        loss = loss + classify
-        metrics["mvm_label_loss"] = classify.item()
-        metrics["mvm_label_acc"] = accuracy(logits, labels[valid])
+    for field, head, size, metric in LABEL_KINDS:
+        labels = getattr(batch.visual, field)
+        if labels is None or not (labels != IGNORE_INDEX).any():
+            continue
+        if not cfg.classify_labels or getattr(model.config, size) <= 0:
+            why = "objectives.mvm.classify_labels is off" if not cfg.classify_labels else f"model.{size} is 0"
+            warn_once(log, f"the batches carry region {field} but {why}: MVM does not predict them")
+            continue
+        part, acc = label_loss(hidden, labels, rows, batch.image_index, getattr(model.heads, head))
+        loss = loss + part
+        metrics[f"{metric}_loss"] = part.item()
+        metrics[f"{metric}_acc"] = acc
     return ObjectiveOutput(losses={"mvm": loss}, metrics=metrics)

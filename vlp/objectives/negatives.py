@@ -181,21 +181,22 @@ def sample_replacements(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Sample one token per row of ``logits`` [M, V] among ``allowed_vocab`` [V] minus the ``original`` [M]
-    token and minus ``banned`` [M, V] (the synonym guard; ignored on a row where it would leave nothing),
-    from ``softmax(logits / temperature)`` restricted to the ``top_k`` best remaining tokens (0 = all).
+    """Sample one token per row of ``logits`` [M, V] among ``allowed_vocab`` ([V], or [M, V] per row) minus
+    the ``original`` [M] token and minus ``banned`` [M, V] (the synonym guard; ignored on a row where it
+    would leave nothing), from ``softmax(logits / temperature)`` restricted to the ``top_k`` best remaining
+    tokens (0 = all).
 
     Returns ``(tokens [M], ok [M])``; a row with no allowed token keeps its original and is not ``ok``.
     """
     if temperature <= 0:
         raise ValueError(f"objectives.itm.synthesized.temperature must be > 0, got {temperature}")
-    if allowed_vocab.shape[0] != logits.shape[1]:
+    if allowed_vocab.shape[-1] != logits.shape[1]:
         raise ValueError(
-            f"replaceable_vocab has {allowed_vocab.shape[0]} entries but the model predicts "
+            f"replaceable_vocab has {allowed_vocab.shape[-1]} entries but the model predicts "
             f"{logits.shape[1]} tokens: build it from the model's tokenizer"
         )
     num = logits.shape[0]
-    allowed = allowed_vocab.to(logits.device)[None, :].expand(num, -1).clone()
+    allowed = allowed_vocab.to(logits.device).expand(num, -1).clone()
     allowed[torch.arange(num, device=logits.device), original] = False
     if banned is not None:
         guarded = allowed & ~banned
@@ -210,6 +211,25 @@ def sample_replacements(
     return torch.where(ok, sampled, original), ok
 
 
+# The position of a caption's first word: right after the leading [CLS] / <s> of BERT / RoBERTa inputs.
+FIRST_WORD = 1
+
+
+def _vocab_rows(vocab: Tensor, first_word_vocab: Tensor | None, length: int) -> Tensor:
+    """Bool [L, V]: the tokens replaceable at each position; ``first_word_vocab`` at :data:`FIRST_WORD`."""
+    rows = vocab[None, :].expand(length, -1)
+    if first_word_vocab is None or length <= FIRST_WORD:
+        return rows
+    rows = rows.clone()
+    rows[FIRST_WORD] = first_word_vocab.to(vocab.device)
+    return rows
+
+
+def _check_vocab(vocab: Tensor, name: str) -> None:
+    if vocab.dtype != torch.bool or vocab.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D bool tensor over the vocabulary")
+
+
 @torch.no_grad()
 def synthesize_captions(
     input_ids: Tensor,
@@ -220,21 +240,28 @@ def synthesize_captions(
     cfg: SynthesizedNegativeConfig,
     guard: MaskedPredictor | None = None,
     generator: torch.Generator | None = None,
+    first_word_vocab: Tensor | None = None,
 ) -> SynthesizedCaptions:
     """``cfg.per_positive`` corrupted copies of each caption of ``input_ids`` [B, L].
 
     ``predict`` is the current language encoder's text-only MLM (``model.text_mlm_logits``); ``guard``
     (used when ``cfg.synonym_guard_k`` > 0) the frozen teacher, whose top-k tokens at a position are never
     sampled there. Captions without a replaceable token, or whose positions admit no other token, yield none.
+    ``first_word_vocab`` [V] (byte-level BPE, :func:`vlp.data.masking.first_word_vocab_mask`) replaces
+    ``replaceable_vocab`` at a caption's first word, whose token has no leading-space marker: which tokens
+    may be replaced there, and which may be written.
     """
     device = input_ids.device
     rows = torch.arange(input_ids.shape[0], device=device).repeat_interleave(max(cfg.per_positive, 0))
     ids = input_ids[rows].clone()
     mask = attention_mask[rows]
     vocab = replaceable_vocab.to(device)
-    if vocab.dtype != torch.bool or vocab.dim() != 1:
-        raise ValueError("replaceable_vocab must be a 1-D bool tensor over the vocabulary")
-    replaceable = mask.bool() & vocab[ids]
+    _check_vocab(vocab, "replaceable_vocab")
+    if first_word_vocab is not None:
+        _check_vocab(first_word_vocab, "first_word_vocab")
+    by_position = _vocab_rows(vocab, first_word_vocab, ids.shape[1])  # [L, V]
+    positions = torch.arange(ids.shape[1], device=device).expand_as(ids)
+    replaceable = mask.bool() & by_position[positions, ids]
     chosen = sample_positions(replaceable, cfg.mask_ratio, generator, "objectives.itm.synthesized.mask_ratio")
     masked = ids.masked_fill(chosen, mask_token_id)
     ok = torch.ones(ids.shape[0], dtype=torch.bool, device=device)
@@ -251,8 +278,9 @@ def synthesize_captions(
             k = min(cfg.synonym_guard_k, guard_logits.shape[1])
             top = guard_logits.topk(k, dim=1).indices
             banned = torch.zeros_like(guard_logits, dtype=torch.bool).scatter_(1, top, True)
+        allowed = by_position[positions[chosen]]  # [M, V]
         tokens, token_ok = sample_replacements(
-            logits, ids[chosen], vocab, banned, cfg.top_k, cfg.temperature, generator
+            logits, ids[chosen], allowed, banned, cfg.top_k, cfg.temperature, generator
         )
         ids[chosen] = tokens
         bad = torch.zeros_like(chosen)
@@ -270,3 +298,18 @@ def synthesized_negatives(
     text_rows = num_texts + torch.arange(len(captions), device=device)
     source = torch.full_like(text_rows, SYNTHESIZED)
     return NegativePairs(text_rows, image_index[captions.source_rows], source)
+
+
+@torch.no_grad()
+def plausible_share(
+    captions: SynthesizedCaptions, teacher: MaskedPredictor, mask_token_id: int, k: int
+) -> float:
+    """Share of the replacements in ``captions`` that ``teacher`` ranks in its top ``k`` at their position
+    (reading the caption with the replaced positions masked): plausible words, yet not the original."""
+    masked = captions.input_ids.masked_fill(captions.replaced, mask_token_id)
+    logits = teacher(masked, captions.attention_mask, captions.replaced)
+    written = captions.input_ids[captions.replaced]
+    if written.numel() == 0:
+        return 0.0
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return (top == written[:, None].to(top.device)).any(1).float().mean().item()

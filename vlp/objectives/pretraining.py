@@ -3,7 +3,9 @@
 One step, in order (each stage only when an enabled loss needs it; a weight of 0 switches a loss off
 and skips its work):
 
-1. synthesized ITM captions: the current language encoder fills masked words (no gradient);
+1. synthesized ITM captions: the current language encoder fills masked words (no gradient, its text
+   path in eval mode unless ``objectives.itm.synthesized.eval_mode`` is off); the ``text_mlm`` loss keeps
+   that generator a language model (``gen_nll`` / ``gen_acc``; on validation also ``synth_plausible``);
 2. texts, embedded once in one call: clean captions | synthesized captions | MLM-masked captions;
 3. images, embedded once (and once more with MVM's visual mask);
 4. ITC on the clean texts and images; its logits also drive in-batch hard-negative mining;
@@ -35,8 +37,8 @@ from torch import Tensor, nn
 from vlp.config import ObjectivesConfig
 from vlp.data.batch import Batch
 from vlp.models.outputs import ImageFeatures, TextFeatures
-from vlp.objectives.base import LOSS_NAMES, ObjectiveOutput, image_groups
-from vlp.objectives.itc import ContrastiveTemperature, itc_objective, similarity_logits
+from vlp.objectives.base import LOSS_NAMES, ObjectiveOutput, eval_mode, image_groups
+from vlp.objectives.itc import ContrastiveTemperature, itc_objective
 from vlp.objectives.itm import itm_objective, pair_rows
 from vlp.objectives.mlm import SoftLabels, mlm_objective
 from vlp.objectives.mvm import REGRESSION_LOSSES, choose_visual_mask, mvm_objective
@@ -44,13 +46,14 @@ from vlp.objectives.negatives import (
     NegativePairs,
     SynthesizedCaptions,
     hard_negatives,
+    plausible_share,
     random_negatives,
     synthesize_captions,
     synthesized_negatives,
 )
 from vlp.objectives.qa import qa_objective
 from vlp.objectives.teacher import freeze, load_teacher, teacher_predict
-from vlp.objectives.text_mlm import text_mlm_objective
+from vlp.objectives.text_mlm import generator_objective, text_mlm_objective
 
 if TYPE_CHECKING:  # vlp.train is not imported at run time: objectives do not depend on the trainer
     from vlp.train.schedules import ModeSchedule
@@ -64,13 +67,15 @@ class PretrainingObjectives(nn.Module):
     """The enabled losses of ``cfg`` for ``model``'s architecture: the trainer's step module.
 
     ``replaceable_vocab`` (bool [V], :func:`vlp.data.masking.replaceable_vocab_mask`) and ``mask_token_id``
-    are needed for synthesized ITM negatives. ``teacher`` overrides the soft-label teacher (default:
+    are needed for synthesized ITM negatives; ``first_word_vocab`` (byte-level BPE tokenizers,
+    :func:`vlp.data.masking.first_word_vocab_mask`) is the replaceable vocabulary at a caption's first
+    word. ``teacher`` overrides the soft-label teacher (default:
     :func:`vlp.objectives.teacher.load_teacher` from ``cfg.soft_labels.teacher``, i.e. a frozen copy of
     ``model``'s language model taken now). ``mode_schedule`` (SemVLP) picks the fusion mode of each call
     that names none (see :meth:`forward`).
 
-    Submodules: ``model``; ``temperature`` (:class:`ContrastiveTemperature`, None when neither ITC nor
-    hard-negative mining needs it); ``teacher`` (frozen, always in eval mode; None when unused). The
+    Submodules: ``model``; ``temperature`` (:class:`ContrastiveTemperature`, None when the ITC loss
+    is off); ``teacher`` (frozen, always in eval mode; None when unused). The
     buffer ``replaceable_vocab`` is not persistent. Call as ``objectives(batch, step)`` to get the
     unweighted losses by name, with ``total`` weighted by ``cfg.weights``.
     """
@@ -85,6 +90,7 @@ class PretrainingObjectives(nn.Module):
         mask_token_id: int | None = None,
         generator: torch.Generator | None = None,
         mode_schedule: ModeSchedule | None = None,
+        first_word_vocab: Tensor | None = None,
     ):
         super().__init__()
         unknown = sorted(set(cfg.weights) - set(LOSS_NAMES))
@@ -135,17 +141,31 @@ class PretrainingObjectives(nn.Module):
             replaceable_vocab.bool() if replaceable_vocab is not None else None,
             persistent=False,
         )
+        self.register_buffer(
+            "first_word_vocab",
+            first_word_vocab.bool() if first_word_vocab is not None else None,
+            persistent=False,
+        )
         self.mask_token_id = mask_token_id
         self.mine_hard = "itm" in enabled and itm.hard_negatives > 0
+        if self.mine_hard and "itc" not in enabled:
+            raise ValueError(
+                f"objectives.itm.hard_negatives={itm.hard_negatives} mines negatives from the ITC similarity "
+                "but objectives.weights.itc is 0, so the ITC projections stay untrained (random 'hard' "
+                "negatives): set objectives.weights.itc > 0 or objectives.itm.hard_negatives=0"
+            )
 
-        needs_temperature = "itc" in enabled or self.mine_hard
-        self.temperature = ContrastiveTemperature.from_config(cfg.itc) if needs_temperature else None
+        self.temperature = ContrastiveTemperature.from_config(cfg.itc) if "itc" in enabled else None
 
         use_soft = "mlm" in enabled and cfg.soft_labels.enabled and not cfg.text_only
         use_guard = self.synthesize and synth.synonym_guard_k > 0
-        if use_soft or use_guard:
+        self.plausible_k = synth.plausible_k if self.synthesize else 0
+        if synth.plausible_k < 0:
+            raise ValueError(f"objectives.itm.synthesized.plausible_k must be >= 0, got {synth.plausible_k}")
+        use_teacher = use_soft or use_guard or self.plausible_k > 0
+        if use_teacher:
             teacher = freeze(teacher) if teacher is not None else load_teacher(cfg.soft_labels.teacher, model)
-        self.teacher = teacher if use_soft or use_guard else None
+        self.teacher = teacher if use_teacher else None
         self.soft_labels = SoftLabels(cfg.soft_labels, self.teacher) if use_soft else None
 
     # ------------------------------------------------------------------ plumbing
@@ -198,8 +218,15 @@ class PretrainingObjectives(nn.Module):
         use_clean_text = use_pairs or "itc" in enabled or ("mvm" in enabled and not use_masked_text)
         fused_text_masked = use_masked_text or "mvm" in enabled
 
-        # 1. synthesized captions (current language encoder, no gradient)
+        # 1. synthesized captions (current language encoder, no gradient) and the generator's own MLM
         captions = self._synthesize(model, batch) if self.synthesize else None
+        if "text_mlm" in enabled or (self.synthesize and not self.training):
+            out.update(generator_objective(model, batch, train="text_mlm" in enabled))
+        if captions is not None and self.plausible_k > 0 and not self.training and len(captions) > 0:
+            teacher = partial(teacher_predict, self.teacher)
+            out.metrics["synth_plausible"] = plausible_share(
+                captions, teacher, self.mask_token_id, self.plausible_k
+            )
 
         # 2. every text, in one call: clean | synthesized | masked
         texts, spans = self._embed_texts(model, batch, use_clean_text, captions, use_masked_text)
@@ -207,7 +234,7 @@ class PretrainingObjectives(nn.Module):
         masked = _rows(texts, spans["masked"]) if "masked" in spans else None
 
         # 3. images, once (clean where a loss reads clean images; MVM's masked copy)
-        use_clean_images = use_pairs or "itc" in enabled or self.mine_hard or "mvm" not in enabled
+        use_clean_images = use_pairs or "itc" in enabled or "mvm" not in enabled
         images = model.embed_image(batch.visual) if use_clean_images else None
         visual_mask = masked_images = targets = None
         if "mvm" in enabled:
@@ -222,8 +249,6 @@ class PretrainingObjectives(nn.Module):
         if "itc" in enabled:
             itc_out, itc_logits = itc_objective(model, clean, images, batch, self.temperature)
             out.update(itc_out)
-        elif self.mine_hard:
-            itc_logits = similarity_logits(model, clean, images, self.temperature)
 
         # 5. ITM rows and QA on the clean pairs
         if use_pairs:
@@ -251,17 +276,20 @@ class PretrainingObjectives(nn.Module):
     # ------------------------------------------------------------------ stages
 
     def _synthesize(self, model: nn.Module, batch: Batch) -> SynthesizedCaptions:
+        synth = self.cfg.itm.synthesized
         guard = partial(teacher_predict, self.teacher) if self.teacher is not None else None
-        return synthesize_captions(
-            batch.input_ids,
-            batch.attention_mask,
-            model.text_mlm_logits,
-            self.replaceable_vocab,
-            self.mask_token_id,
-            self.cfg.itm.synthesized,
-            guard=guard,
-            generator=self.generator,
-        )
+        with eval_mode(model.text_language_model(), synth.eval_mode):
+            return synthesize_captions(
+                batch.input_ids,
+                batch.attention_mask,
+                model.text_mlm_logits,
+                self.replaceable_vocab,
+                self.mask_token_id,
+                synth,
+                guard=guard,
+                generator=self.generator,
+                first_word_vocab=self.first_word_vocab,
+            )
 
     @staticmethod
     def _embed_texts(

@@ -1,4 +1,4 @@
-"""The frozen text-only teacher of ViLTA's soft labels (and of the synonym guard).
+"""The frozen text-only teacher of ViLTA's soft labels (and of the synonym guard and ``synth_plausible``).
 
 A teacher is any module called as ``teacher(input_ids, attention_mask, positions) -> logits [M, V]`` at the
 ``True`` positions: a language encoder with its MLM head. :func:`load_teacher` makes one

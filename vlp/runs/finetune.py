@@ -25,6 +25,7 @@ from vlp.tasks import get_task, retrieval
 from vlp.tasks.base import require_images, write_json
 from vlp.tasks.data import task_loader
 from vlp.tasks.model import TaskModel, TaskStep, backbone_image_size, save_task_model
+from vlp.train.checkpoint import run_lock
 from vlp.train.distributed import init_distributed
 from vlp.train.evaluate import RetrievalEvaluator, TaskEvaluator
 from vlp.train.loop import Trainer
@@ -89,7 +90,14 @@ def _task_fields(config: Config, request: FinetuneRequest, task_cls) -> None:
 
 
 def finetune(request: FinetuneRequest) -> dict:
-    """Fine-tune and return the final metrics (``eval/<metric>``, ``best/<metric>``, baselines, ...)."""
+    """Fine-tune and return the final metrics (``eval/<metric>``, ``best/<metric>``, baselines, ...).
+
+    The run directory is locked for the whole run (the trainer's checks, then ``final`` and baselines)."""
+    with run_lock(request.out, enabled=init_distributed().is_main):
+        return _finetune(request)
+
+
+def _finetune(request: FinetuneRequest) -> dict:
     task_cls = get_task(request.task)
     backbone, tokenizer, config = _backbone_and_config(request)
     _task_fields(config, request, task_cls)

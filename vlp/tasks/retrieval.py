@@ -185,7 +185,7 @@ def encode_images(
         visual, slots, stats = collator.images(chunk)
         if -1 in slots:
             raise ValueError(f"cannot encode the gallery: {'; '.join(stats.samples)}")
-        visual = _move(visual, device)
+        visual = visual.to(device)
         features = backbone.embed_image(visual)
         order = torch.tensor(slots, device=features.hidden.device)
         hidden.append(features.hidden[order])
@@ -213,16 +213,6 @@ def encode_texts(
     hidden = torch.cat([nn.functional.pad(h, (0, 0, 0, length - h.shape[1])) for h, _, _ in parts])
     mask = torch.cat([nn.functional.pad(m, (0, length - m.shape[1])) for _, m, _ in parts])
     return Gallery("text", list(texts), hidden, mask, torch.cat([e for _, _, e in parts]))
-
-
-def _move(visual, device):
-    from dataclasses import fields
-
-    return type(visual)(**{f.name: _to(getattr(visual, f.name), device) for f in fields(visual)})
-
-
-def _to(value, device):
-    return value.to(device) if isinstance(value, Tensor) else value
 
 
 # --------------------------------------------------------------------------- ranking

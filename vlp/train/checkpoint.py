@@ -18,16 +18,31 @@ directory is renamed into place (``os.replace``), and only then is ``latest`` re
 crash at any point leaves the previous ``latest`` and its checkpoint untouched; leftovers named ``.tmp-*``
 are ignored by :func:`find_latest` and removed by the next save. Under several processes every rank writes
 its own ``rank-*.pt``, so ``out`` must be on a filesystem all nodes share.
+
+Safety: a run directory is held under an exclusive lock (``out/.lock``, see :func:`run_lock`) by the
+process training in it; a checkpoint whose weights are not finite is never written; a full disk removes
+the partial checkpoint and names the device; a checkpoint whose files cannot be read is reported by file
+and the trainer falls back to the newest intact one; resuming compares the saved config with the new one
+(:func:`resume_config_changes`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import io
 import json
 import logging
+import math
 import os
 import random
 import re
 import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +62,21 @@ META = "meta.json"
 MODEL_FILE = "model.safetensors"
 EXTRA_FILE = "extra.safetensors"
 TRAINER_FILE = "trainer.pt"
+CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not match the run resuming from it."""
+    """A checkpoint that cannot be read or written, or that does not match the run resuming from it."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file that is missing or cannot be parsed (the trainer then tries an older checkpoint)."""
+
+
+class RunDirectoryError(ValueError):
+    """A run directory that cannot be used: held by another process, not a directory, not writable."""
 
 
 # --------------------------------------------------------------------------- files
@@ -68,29 +93,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _write_bytes(path: Path, data: bytes | memoryview) -> None:
+    """Write and fsync ``path``; a full disk is a :class:`CheckpointError` naming the device and the file."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CheckpointError(f"no space left on {_mount_point(path.parent)} writing {path}") from None
+        raise
 
 
 def _write_torch(path: Path, obj: Any) -> None:
-    with open(path, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    buffer = io.BytesIO()  # serialised first, so that a write error surfaces as an OSError here
+    torch.save(obj, buffer)
+    _write_bytes(path, buffer.getbuffer())
 
 
 def _write_json(path: Path, obj: Any) -> None:
     _write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
 
 
-def _replace_file_atomically(path: Path, text: str) -> None:
+def replace_file_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` so that a reader sees the old or the new content, never a mix."""
     tmp = path.with_name(f".{path.name}.tmp")
     _write_bytes(tmp, text.encode("utf-8"))
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+_replace_file_atomically = replace_file_atomically  # the name save_checkpoint calls (tests patch it)
 
 
 def tensors_to_bytes(state: dict[str, Tensor]) -> bytes:
@@ -118,13 +159,17 @@ def tensors_to_bytes(state: dict[str, Tensor]) -> bytes:
 
 
 def load_tensors(path: str | Path) -> dict[str, Tensor]:
-    """Read a safetensors file written by :func:`tensors_to_bytes`, aliases restored."""
+    """Read a safetensors file written by :func:`tensors_to_bytes`, aliases restored; a file that is there
+    but cannot be parsed (e.g. truncated) is a :class:`CorruptCheckpointError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        state = {name: f.get_tensor(name) for name in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as err:  # safetensors raises its own error types (SafetensorError, ...)
+        raise CorruptCheckpointError(f"{path} is broken ({type(err).__name__}: {err})") from None
     for alias, target in json.loads(metadata.get("aliases", "{}")).items():
         state[alias] = state[target]
     return state
@@ -215,9 +260,40 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     meta_path = path / META
     if not meta_path.is_file():
-        raise CheckpointError(f"{path} is not a complete checkpoint: {META} is missing")
-    with open(meta_path, encoding="utf-8") as f:
-        return json.load(f)
+        raise CorruptCheckpointError(f"{path} is not a complete checkpoint: {META} is missing")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptCheckpointError(f"{meta_path} is broken (not a JSON object: {err})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), list):
+        raise CorruptCheckpointError(f"{meta_path} is broken: expected an object with a 'files' list")
+    missing = [name for name in meta["files"] if not (path / name).is_file()]
+    if missing:
+        listed = ", ".join(missing)
+        raise CorruptCheckpointError(f"{path} is incomplete: {listed} (listed in {META}) is missing")
+    return meta
+
+
+def candidates(out_dir: str | Path) -> list[Path]:
+    """The complete checkpoints of a run to resume from, in the order to try them: the newest
+    (:func:`find_latest`) first, then the others, newest first."""
+    latest = find_latest(out_dir)
+    if latest is None:
+        return []
+    return [latest] + [p for p in reversed(list_checkpoints(out_dir)) if p != latest]
+
+
+def read_saved_config(path: str | Path) -> dict | None:
+    """The run config a checkpoint was written with (None for a checkpoint written without one)."""
+    config_path = Path(path) / CONFIG_FILE
+    if not config_path.is_file():
+        return None
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptCheckpointError(f"{config_path} is broken (not a JSON object: {err})") from None
 
 
 # --------------------------------------------------------------------------- saving
@@ -240,13 +316,17 @@ def save_checkpoint(
 
     Every rank calls this with its own ``rank_state``; only rank 0's ``model_state``, ``extra_state``,
     ``trainer_state`` and ``config_dict`` are written. ``keep > 0`` keeps only the newest ``keep``
-    checkpoints (never the one ``latest`` names).
+    checkpoints (never the one ``latest`` names). Weights that are not all finite are refused (nothing is
+    written); a full disk removes the partial checkpoint and keeps the previous one.
     """
     root = checkpoint_root(out_dir)
     name = f"step-{step:08d}"
     final = root / name
     tmp = root / f".tmp-{name}"
     if rank == 0:
+        if model_state is None or trainer_state is None:
+            raise ValueError("rank 0 must pass model_state and trainer_state to save_checkpoint")
+        _check_finite({**model_state, **(extra_state or {})}, step)
         root.mkdir(parents=True, exist_ok=True)
         for leftover in root.glob(".tmp-*"):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -254,24 +334,15 @@ def save_checkpoint(
             shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir()
     barrier()
-    _write_torch(tmp / f"rank-{rank:05d}.pt", rank_state or {})
-    barrier()
+    try:
+        _write_checkpoint_files(tmp, rank, world_size, model_state, extra_state, trainer_state, rank_state,
+                                config_dict, step)  # fmt: skip
+    except CheckpointError as err:  # a full disk: free what this checkpoint took, keep the previous one
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = find_latest(out_dir)
+        kept = f"the previous checkpoint {previous} is kept" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(f"{err}; checkpoint step {step} was not written and {kept}") from None
     if rank == 0:
-        if model_state is None or trainer_state is None:
-            raise ValueError("rank 0 must pass model_state and trainer_state to save_checkpoint")
-        files = [f"rank-{r:05d}.pt" for r in range(world_size)]
-        _write_bytes(tmp / MODEL_FILE, tensors_to_bytes(model_state))
-        files.append(MODEL_FILE)
-        if extra_state:
-            _write_bytes(tmp / EXTRA_FILE, tensors_to_bytes(extra_state))
-            files.append(EXTRA_FILE)
-        _write_torch(tmp / TRAINER_FILE, trainer_state)
-        files.append(TRAINER_FILE)
-        if config_dict is not None:
-            _write_json(tmp / "config.json", config_dict)
-            files.append("config.json")
-        _write_json(tmp / META, {"format": 1, "step": step, "world_size": world_size, "files": files})
-        _fsync_dir(tmp)
         if final.exists():  # the same step saved again: move the old copy aside first
             trash = root / f".trash-{name}"
             shutil.rmtree(trash, ignore_errors=True)
@@ -282,6 +353,46 @@ def save_checkpoint(
         _prune(out_dir, keep, protect=final)
     barrier()
     return final
+
+
+def _check_finite(state: dict[str, Tensor], step: int) -> None:
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(
+            f"refusing to write checkpoint step {step}: NaN or infinite values in {shown}; the last "
+            "checkpoint written stays the newest"
+        )
+
+
+def _write_checkpoint_files(
+    tmp: Path,
+    rank: int,
+    world_size: int,
+    model_state: dict[str, Tensor] | None,
+    extra_state: dict[str, Tensor] | None,
+    trainer_state: dict[str, Any] | None,
+    rank_state: dict[str, Any] | None,
+    config_dict: dict | None,
+    step: int,
+) -> None:
+    """Every rank's ``rank-*.pt``, then (rank 0) the shared files and ``meta.json`` last."""
+    _write_torch(tmp / f"rank-{rank:05d}.pt", rank_state or {})
+    barrier()
+    if rank == 0:
+        files = [f"rank-{r:05d}.pt" for r in range(world_size)]
+        _write_bytes(tmp / MODEL_FILE, tensors_to_bytes(model_state))
+        files.append(MODEL_FILE)
+        if extra_state:
+            _write_bytes(tmp / EXTRA_FILE, tensors_to_bytes(extra_state))
+            files.append(EXTRA_FILE)
+        _write_torch(tmp / TRAINER_FILE, trainer_state)
+        files.append(TRAINER_FILE)
+        if config_dict is not None:
+            _write_json(tmp / CONFIG_FILE, config_dict)
+            files.append(CONFIG_FILE)
+        _write_json(tmp / META, {"format": 1, "step": step, "world_size": world_size, "files": files})
+        _fsync_dir(tmp)
 
 
 def _prune(out_dir: str | Path, keep: int, protect: Path) -> None:
@@ -304,8 +415,11 @@ def _prune(out_dir: str | Path, keep: int, protect: Path) -> None:
 
 def _torch_load(path: Path) -> Any:
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise CorruptCheckpointError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or overwritten file: zip, pickle or EOF errors
+        raise CorruptCheckpointError(f"{path} is broken ({type(err).__name__}: {err})") from None
 
 
 def read_trainer_state(path: str | Path) -> dict[str, Any]:
@@ -336,3 +450,129 @@ def load_model_weights(path: str | Path, model: nn.Module, strict: bool = True) 
     if not strict and (result.missing_keys or result.unexpected_keys):
         log.info("loaded %s: missing %s, unexpected %s", path, result.missing_keys, result.unexpected_keys)
     return model
+
+
+# --------------------------------------------------------------------------- the run directory
+
+_held: dict[str, list] = {}  # resolved run directory -> [lock file, depth] held by this process
+
+
+def prepare_out_dir(out_dir: str | Path, option: str = "--out") -> Path:
+    """``out_dir``, created if needed; a :class:`RunDirectoryError` naming ``option`` when it is a file or
+    cannot be written."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RunDirectoryError(f"{option} {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirectoryError(f"{option} {out}: cannot create the directory ({err.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunDirectoryError(f"{option} {out}: the directory is not writable")
+    return out
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | Path, enabled: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory ``out_dir`` (created if needed) while the block runs.
+
+    Another process holding it is a :class:`RunDirectoryError` saying who (pid, host, start time,
+    command). Re-entrant within a process; the operating system releases it when the process dies.
+    A directory created here is removed again when the block fails before writing anything into it.
+    ``enabled=False`` (ranks other than the main one) does nothing.
+    """
+    if not enabled:
+        yield
+        return
+    created = not Path(out_dir).exists()
+    out = prepare_out_dir(out_dir)
+    key = str(out.resolve())
+    if key in _held:
+        _held[key][1] += 1
+    else:
+        _held[key] = [_acquire(out / LOCK_FILE), 1]
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        _held[key][1] -= 1
+        if _held[key][1] == 0:
+            _held.pop(key)[0].close()  # closing the file releases the lock
+            if failed and created and [p.name for p in out.iterdir()] == [LOCK_FILE]:
+                (out / LOCK_FILE).unlink()
+                out.rmdir()
+
+
+def _acquire(path: Path):
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunDirectoryError(
+            f"{path.parent} is in use by {holder} (lock {path}); wait for that run to finish or choose "
+            "another --out"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}: {' '.join(sys.argv)}\n")
+    handle.flush()
+    return handle
+
+
+def refuse_existing_run(out_dir: str | Path, resume: bool) -> Path | None:
+    """The latest checkpoint in ``out_dir``; without ``resume``, one existing is an error (checked before a
+    run writes anything there)."""
+    latest = find_latest(out_dir)
+    if latest is not None and not resume:
+        raise RunDirectoryError(
+            f"{out_dir} already holds checkpoints (latest: {latest.name}); pass --resume to continue that "
+            "run, or choose another output directory"
+        )
+    return latest
+
+
+# Config keys a resumed run may change: they are applied from the new config (and logged). Any other
+# change is refused. ``train.lr_mult_*`` and ``train.lr`` set the optimizer's base rates, ``max_steps``
+# and ``warmup_steps`` the schedule; the rest only steer logging, evaluation, checkpoints and loading.
+RESUME_CHANGEABLE = frozenset(
+    {
+        "train.lr", "train.lr_mult_encoders", "train.lr_mult_fusion", "train.lr_mult_heads",
+        "train.max_steps", "train.warmup_steps", "train.clip_norm", "train.log_every", "train.val_every",
+        "train.val_batches", "train.ckpt_every", "train.keep_checkpoints", "train.progress",
+        "data.num_workers", "data.max_bad_fraction", "task.eval_batch_size", "task.max_val_examples",
+    }
+)  # fmt: skip
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict) or not tree:
+        return {prefix.rstrip("."): tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(old, float | int) and isinstance(new, float | int) and not isinstance(old, bool):
+        return old == new or (math.isnan(old) and math.isnan(new))
+    return old == new
+
+
+def resume_config_changes(saved: dict, current: dict) -> tuple[list[str], list[str]]:
+    """Compare a checkpoint's config with the resuming run's: ``(applied, refused)``, each a list of
+    ``"key: old -> new"`` for the keys whose values differ (see :data:`RESUME_CHANGEABLE`); a key only one
+    side has (e.g. a new loss weight) counts as a change from or to ``(not set)``."""
+    old = _flatten(saved)
+    new = _flatten(json.loads(json.dumps(current, default=str)))  # as the checkpoint stored it
+    applied, refused = [], []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = (repr(side[key]) if key in side else "(not set)" for side in (old, new))
+        if key not in old or key not in new or not _same(old[key], new[key]):
+            (applied if key in RESUME_CHANGEABLE else refused).append(f"{key}: {before} -> {after}")
+    return applied, refused

@@ -15,13 +15,17 @@ run's logs read like those of an uninterrupted one.
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from vlp.train.checkpoint import replace_file_atomically
+
+log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
@@ -36,23 +40,33 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def read_metrics(out_dir: str | Path, split: str | None = None) -> list[dict]:
-    """The events of ``out/metrics.jsonl`` (optionally of one split), in file order."""
+def read_metrics(out_dir: str | Path, split: str | None = None, *, drop_torn_end: bool = False) -> list[dict]:
+    """The events of ``out/metrics.jsonl`` (optionally of one split), in file order.
+
+    A line that is not a JSON object is an error naming it; with ``drop_torn_end`` the last line, when
+    torn (a write cut short by a crash), is dropped with a warning instead.
+    """
     path = Path(out_dir) / METRICS_FILE
     if not path.is_file():
         return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
     events = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as err:
+            if drop_torn_end and number == last:
+                log.warning("%s:%d: dropped a torn last line (%s)", path, number, err)
                 continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not a JSON object: {err}") from err
-            if split is None or event.get("split") == split:
-                events.append(event)
+            raise ValueError(f"{path}:{number}: not a JSON object: {err}") from None
+        if split is None or event.get("split") == split:
+            events.append(event)
     return events
 
 
@@ -88,14 +102,9 @@ class MetricsLogger:
         """Drop events logged after ``step`` (written before a crash, redone after resuming)."""
         if not self.path.is_file():
             return
-        kept = [e for e in read_metrics(self.path.parent) if int(e.get("step", 0)) <= step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for event in kept:
-                f.write(json.dumps(event) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        events = read_metrics(self.path.parent, drop_torn_end=True)
+        kept = "".join(json.dumps(e) + "\n" for e in events if int(e.get("step", 0)) <= step)
+        replace_file_atomically(self.path, kept)
 
     def log(
         self,

@@ -18,6 +18,11 @@ scaler), every process's RNG states and loader position, and the partly filled l
 stopped after N steps and resumed produces the same losses, logs and weights as one that never stopped.
 Validation runs under its own fixed seed and restores the training RNG afterwards, so it neither
 perturbs training nor varies between evaluations.
+
+Safety: ``fit`` holds the run directory's lock (:func:`vlp.train.checkpoint.run_lock`) throughout; a step
+whose loss or gradient norm is not finite stops the run before the weights change; resuming compares the
+checkpoint's config with the new one (changeable keys are applied and logged, any other change is
+refused) and falls back to the newest intact checkpoint when the latest one is broken.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from vlp.config import ConfigError, TrainConfig
+from vlp.config import ConfigError, TrainConfig, validate
 from vlp.train import checkpoint as ckpt
 from vlp.train.distributed import (
     DistInfo,
@@ -62,7 +67,7 @@ BEST_DIR = "best"  # OUT/best: the exported model of the best evaluation (fine-t
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; the run stopped before the weights were updated."""
+    """A loss or the gradient norm became NaN or infinite; the run stopped before the weights were updated."""
 
 
 class Evaluator(Protocol):
@@ -149,22 +154,6 @@ class _Window:
         self.grad_norm = state["grad_norm"]
 
 
-def _check_config(cfg: TrainConfig) -> None:
-    checks = [
-        (cfg.max_steps >= 1, "max_steps", "an integer >= 1"),
-        (cfg.grad_accum >= 1, "grad_accum", "an integer >= 1"),
-        (cfg.precision in PRECISIONS, "precision", f"one of {' | '.join(PRECISIONS)}"),
-        (cfg.log_every >= 1, "log_every", "an integer >= 1"),
-        (cfg.val_every >= 0, "val_every", "an integer >= 0 (0 = off)"),
-        (cfg.ckpt_every >= 0, "ckpt_every", "an integer >= 0 (0 = only at the end)"),
-        (cfg.clip_norm >= 0, "clip_norm", "a value >= 0 (0 = off)"),
-        (cfg.keep_checkpoints >= 0, "keep_checkpoints", "an integer >= 0 (0 = keep all)"),
-    ]
-    for ok, name, expected in checks:
-        if not ok:
-            raise ConfigError(f"train.{name}: expected {expected}, got {getattr(cfg, name)!r}")
-
-
 class Trainer:
     """Pre-training / fine-tuning loop around a step module; see the module docstring.
 
@@ -185,7 +174,7 @@ class Trainer:
         evaluator: Evaluator | None = None,
         export: Callable[[Path], Any] | None = None,
     ) -> None:
-        _check_config(cfg)
+        validate(cfg, "train.")
         model = getattr(step_module, "model", None)
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -277,10 +266,10 @@ class Trainer:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             p.grad.div_(self.dist.world_size)
 
-    def _clip_gradients(self) -> Tensor:
-        """Clip the global gradient norm to ``clip_norm`` and return the norm before clipping."""
+    def _clip_gradients(self, max_norm: float) -> Tensor:
+        """Clip the global gradient norm to ``max_norm`` (``inf``: only measure it); the norm before."""
         if not self.fsdp:
-            return torch.nn.utils.clip_grad_norm_(self._params, self.cfg.clip_norm).detach()
+            return torch.nn.utils.clip_grad_norm_(self._params, max_norm).detach()
         from torch.distributed.tensor import DTensor
 
         grads = [p.grad for p in self._params if p.grad is not None]
@@ -294,7 +283,7 @@ class Trainer:
                 norm = norm.full_tensor() if isinstance(norm, DTensor) else norm
                 squares.append(norm.float().pow(2))
         total = torch.stack(squares).sum().sqrt() if squares else torch.zeros((), device=self.device)
-        coef = min(1.0, self.cfg.clip_norm / (total.item() + 1e-6))
+        coef = min(1.0, max_norm / (total.item() + 1e-6))
         if coef < 1.0:
             for g in grads:
                 g.mul_(coef)
@@ -371,7 +360,35 @@ class Trainer:
             keep=self.cfg.keep_checkpoints,
         )
 
-    def _restore(self, path: Path) -> None:
+    def _resume(self) -> Path:
+        """Restore the newest checkpoint every process can read; a broken one is reported by file and the
+        next older one is tried. A checkpoint that does not match this run (config, world size) stops."""
+        tried = []
+        for path in ckpt.candidates(self.out_dir):
+            try:
+                states, error = self._read_checkpoint(path), None
+            except ckpt.CorruptCheckpointError as err:
+                states, error = None, err
+            if all_reduce_max(1.0 if error else 0.0) == 0:
+                *states, applied = states
+                self._restore(path, *states)
+                for change in applied:
+                    log.warning("resume: %s (applied)", change)
+                if tried:
+                    log.warning("resumed from %s, the newest intact checkpoint", path)
+                return path
+            tried.append(path.name)
+            log.warning("%s; trying the previous checkpoint", error or f"{path} is broken on another process")
+        raise ckpt.CheckpointError(
+            f"no intact checkpoint in {ckpt.checkpoint_root(self.out_dir)} (tried {', '.join(tried)}); "
+            "start a new run in another directory"
+        )
+
+    def _read_checkpoint(self, path: Path) -> tuple[dict, dict, dict[str, Tensor], dict[str, Tensor], list]:
+        """Every file this process needs from ``path``, after checking the saved config against this run's;
+        last the config changes to apply (see :meth:`_config_changes`)."""
+        ckpt.read_meta(path)
+        applied = self._config_changes(path)
         trainer_state = ckpt.read_trainer_state(path)
         rank_state = ckpt.read_rank_state(path, self.dist.rank, self.dist.world_size)
         model_state = ckpt.load_tensors(path / ckpt.MODEL_FILE)
@@ -381,6 +398,27 @@ class Trainer:
                 f"{path / ckpt.EXTRA_FILE} holds the extra parameters {sorted(extra_state)}, but this run's "
                 f"step module has {sorted(self.extra_params)}"
             )
+        return trainer_state, rank_state, model_state, extra_state, applied
+
+    def _config_changes(self, path: Path) -> list[str]:
+        """The changes of this run's config to the one ``path`` was written with, all of which resume can
+        apply; any other change is a ``ConfigError`` naming each key with its old and new value."""
+        saved = ckpt.read_saved_config(path)
+        if saved is None or self.config_dict is None:
+            return []
+        applied, refused = ckpt.resume_config_changes(saved, self.config_dict)
+        if refused:
+            raise ConfigError(
+                f"--resume: {path / ckpt.CONFIG_FILE} was written with another config, and these keys cannot "
+                f"change on resume: {'; '.join(refused)}. Resume with the old values, or start a new run in "
+                "another directory (see 'What resume honours' in the README)"
+            )
+        return applied
+
+    def _restore(
+        self, path: Path, trainer_state: dict, rank_state: dict, model_state: dict, extra_state: dict
+    ) -> None:
+        fresh_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]  # from this run's config
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import (
                 StateDictOptions,
@@ -403,12 +441,13 @@ class Trainer:
                 self.step_module, self.optimizer, trainer_state["optimizer"], options=options
             )
         else:
-            self.model.load_state_dict(model_state)
+            self._load_model_state(path, model_state)
             with torch.no_grad():
                 for name, param in self.extra_params.items():
                     param.copy_(extra_state[name])
             self.optimizer.load_state_dict(trainer_state["optimizer"])
         self.scheduler.load_state_dict(trainer_state["scheduler"])
+        self._apply_learning_rates(fresh_lrs)
         if self.scaler is not None and trainer_state.get("scaler"):
             self.scaler.load_state_dict(trainer_state["scaler"])
         self.step = int(trainer_state["step"])
@@ -421,6 +460,34 @@ class Trainer:
         self._window.load_state_dict(rank_state["window"])
         ckpt.set_rng_state(rank_state["rng"])
         log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
+
+    def _load_model_state(self, path: Path, state: dict[str, Tensor]) -> None:
+        """The model's weights from ``state``; a mismatch is one line naming the first differing keys."""
+        mine = self.model.state_dict()
+        problems = {
+            "missing": [k for k in mine if k not in state],
+            "unexpected": [k for k in state if k not in mine],
+            "shape mismatch": [
+                f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+                for k, v in mine.items()
+                if k in state and state[k].shape != v.shape
+            ],
+        }
+        if any(problems.values()):
+            shown = "; ".join(f"{name} {items[:3]}" for name, items in problems.items() if items)
+            raise ckpt.CheckpointError(f"{path / ckpt.MODEL_FILE} does not match the model: {shown}")
+        self.model.load_state_dict(state)
+
+    def _apply_learning_rates(self, base_lrs: list[float]) -> None:
+        """This run's base learning rates (``train.lr`` x multipliers) on the restored optimizer, at the
+        restored point of the schedule (the optimizer's saved state would otherwise keep the old ones)."""
+        self.scheduler.base_lrs = list(base_lrs)
+        for group, base, factor in zip(
+            self.optimizer.param_groups, base_lrs, self.scheduler.lr_lambdas, strict=True
+        ):
+            group["initial_lr"] = base
+            group["lr"] = base * factor(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     # ------------------------------------------------------------------ one step
 
@@ -462,11 +529,14 @@ class Trainer:
 
         if self.fsdp:
             self._sync_replicated_grads()
-        grad_norm = None
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        if cfg.clip_norm > 0:
-            grad_norm = self._clip_gradients()
+        grad_norm = self._clip_gradients(cfg.clip_norm if cfg.clip_norm > 0 else math.inf)
+        # fp16: the grad scaler skips steps with inf/NaN gradients itself (and lowers its scale)
+        if self.scaler is None and not math.isfinite(grad_norm.item()):
+            self._fail_non_finite(step_losses, True, what=f"gradient norm ({grad_norm.item()})")
+        if cfg.clip_norm <= 0:
+            grad_norm = None  # measured for the check above, not logged
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -486,13 +556,13 @@ class Trainer:
             )
         return out
 
-    def _fail_non_finite(self, losses: dict[str, float], here: bool) -> None:
+    def _fail_non_finite(self, losses: dict[str, float], here: bool, what: str = "loss") -> None:
         shown = ", ".join(f"{n}={v:.6g}" for n, v in losses.items())
         latest = ckpt.find_latest(self.out_dir)
         where = "" if here else " on another process (this one's losses were finite)"
         raise NonFiniteLossError(
-            f"non-finite loss at step {self.step + 1}{where}: {shown}; stopped before updating the weights. "
-            f"The last good checkpoint is kept: {latest if latest else 'none was written yet'}"
+            f"non-finite {what} at step {self.step + 1}{where}: losses {shown}; stopped before updating the "
+            f"weights. The last good checkpoint is kept: {latest if latest else 'none was written yet'}"
         )
 
     # ------------------------------------------------------------------ logging and validation
@@ -640,18 +710,18 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict[str, float]:
         """Train to ``cfg.max_steps``; returns the final metrics (``train/<loss>``, ``val/<loss>``, ``step``).
 
-        ``resume``: continue from the latest checkpoint in ``out_dir`` (a fresh start if there is none).
-        Without it, an ``out_dir`` that already holds checkpoints is an error rather than overwritten.
+        ``resume``: continue from the latest intact checkpoint in ``out_dir`` (a fresh start if there is
+        none). Without it, an ``out_dir`` that already holds checkpoints is an error rather than
+        overwritten. The run directory is locked against other processes meanwhile.
         """
+        with ckpt.run_lock(self.out_dir, enabled=self.dist.is_main):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict[str, float]:
         cfg = self.cfg
-        latest = ckpt.find_latest(self.out_dir)
-        if latest is not None and not resume:
-            raise ValueError(
-                f"{self.out_dir} already holds checkpoints (latest: {latest.name}); pass --resume to "
-                "continue that run, or choose another output directory"
-            )
+        latest = ckpt.refuse_existing_run(self.out_dir, resume)
         if latest is not None:
-            self._restore(latest)
+            latest = self._resume()
         else:
             if resume:
                 log.info("no checkpoint in %s: starting from scratch", self.out_dir)
@@ -666,6 +736,9 @@ class Trainer:
         saved_at = self.step if latest is not None else -1
         validated_at = self.step if latest is not None else -1
         self.step_module.train()
+        # Gradients left on the parameters before training (a forward-backward run by the caller, a probe)
+        # must not be added to the first update.
+        self.step_module.zero_grad(set_to_none=True)
         try:
             while self.step < cfg.max_steps:
                 started = time.perf_counter()

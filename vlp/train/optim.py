@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from vlp.config import ConfigError, TrainConfig
+from vlp.config import LR_COMPONENTS, TrainConfig
 from vlp.train.schedules import warmup_linear_decay
 
-COMPONENTS = ("encoders", "fusion", "heads")
+COMPONENTS = LR_COMPONENTS  # encoders, fusion, heads: each with its train.lr_mult_<component>
 _NO_DECAY_NAME_PARTS = ("norm", "position_embedding", "pos_embed", "cls_token", "mask_token")
 
 
@@ -116,8 +116,6 @@ def param_groups(
     groups = []
     for component in COMPONENTS:
         mult = _lr_mult(cfg, component)
-        if mult < 0:
-            raise ConfigError(f"train.lr_mult_{component}: expected a value >= 0, got {mult}")
         for decay in (True, False):
             params = [p for n, p in buckets[component] if is_no_decay(n, p) != decay]
             if params:
@@ -139,11 +137,8 @@ def build_optimizer(
     module: nn.Module, cfg: TrainConfig, extra: Mapping[str, nn.Parameter] | None = None
 ) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups` of a model or step module (and ``extra`` named parameters); fused
-    kernels when every parameter is a plain tensor on a GPU."""
-    if len(cfg.betas) != 2:
-        raise ConfigError(f"train.betas: expected two numbers [beta1, beta2], got {cfg.betas}")
-    if cfg.lr <= 0:
-        raise ConfigError(f"train.lr: expected a positive learning rate, got {cfg.lr}")
+    kernels when every parameter is a plain tensor on a GPU. ``cfg``'s ranges are checked where configs
+    are loaded (:func:`vlp.config.validate`; the trainer runs it too)."""
     groups = param_groups(module, cfg, extra)
     params = [p for g in groups for p in g["params"]]
     fused = all(p.is_cuda and type(p.data) is torch.Tensor for p in params)
@@ -152,7 +147,5 @@ def build_optimizer(
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LambdaLR:
     """Warm-up then linear decay (:func:`warmup_linear_decay`), applied to each group's own lr."""
-    if cfg.warmup_steps < 0:
-        raise ConfigError(f"train.warmup_steps: expected >= 0, got {cfg.warmup_steps}")
     factor = partial(warmup_linear_decay, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps)
     return LambdaLR(optimizer, factor)

@@ -25,20 +25,27 @@ def check_file(path: str | os.PathLike) -> str:
 
 
 def load_json(path: str | os.PathLike) -> Any:
-    """Parse a whole JSON file; a syntax error is a ``FormatError`` naming the file and position."""
+    """Parse a whole JSON file; a syntax error (or text that is not UTF-8) is a ``FormatError`` naming the
+    file and position."""
     path = check_file(path)
     with open(path, encoding="utf-8") as handle:
         try:
             return json.load(handle)
         except json.JSONDecodeError as err:
             raise FormatError(f"{path}: not valid JSON ({err})") from None
+        except UnicodeDecodeError as err:
+            raise FormatError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line of a JSON-lines file (numbers start at 1)."""
     path = check_file(path)
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise FormatError(f"{path}: line {number} is not UTF-8 text ({err.reason})") from None
             if not line.strip():
                 continue
             try:

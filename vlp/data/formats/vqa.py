@@ -52,9 +52,11 @@ def read_vqa(
         annotations = _read_annotations(os.fspath(annotations_json))
 
     records = []
+    first_index: dict[int, int] = {}
     for index, item in enumerate(questions):
         where = f"questions[{index}]"
         question_id = field(item, "question_id", questions_path, where, int)
+        _check_unique(first_index, question_id, index, questions_path, "questions")
         where = f"questions[{index}] (question_id {question_id})"
         image_id = field(item, "image_id", questions_path, where, int)
         record = VQARecord(
@@ -86,8 +88,10 @@ def _read_annotations(path: str) -> dict[int, dict]:
     """``question_id -> {image_id, answers (raw strings), multiple_choice_answer, ...}``."""
     data = load_json(path)
     result: dict[int, dict] = {}
+    first_index: dict[int, int] = {}
     for index, item in enumerate(field(data, "annotations", path, "the top-level object", list)):
         question_id = field(item, "question_id", path, f"annotations[{index}]", int)
+        _check_unique(first_index, question_id, index, path, "annotations")
         where = f"annotations[{index}] (question_id {question_id})"
         answers = []
         for number, answer in enumerate(field(item, "answers", path, where, list)):
@@ -100,6 +104,16 @@ def _read_annotations(path: str) -> dict[int, dict]:
             "question_type": field(item, "question_type", path, where, str),
         }
     return result
+
+
+def _check_unique(first_index: dict[int, int], question_id: int, index: int, path: str, array: str) -> None:
+    """Record where ``question_id`` first appears in ``array``; a second appearance is a ``FormatError``."""
+    if question_id in first_index:
+        raise FormatError(
+            f"{path}: {array}[{index}] repeats question_id {question_id} (first at {array}"
+            f"[{first_index[question_id]}]); question ids must be unique"
+        )
+    first_index[question_id] = index
 
 
 def build_answer_vocab(records: Iterable[VQARecord], min_count: int = 9) -> list[str]:
