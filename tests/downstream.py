@@ -1,5 +1,6 @@
-"""Shared by the downstream quality tests: a small shapes world, a short pre-training of one family, and
-fine-tuning runs on it (64 px images: smaller ones hide the shapes from a patch-8 tiny model)."""
+"""Shared by the downstream quality tests (tests/test_downstream_ARCH.py): a small shapes world, a short
+pre-training of one family, and fine-tuning runs on it (64 px images: smaller ones hide the shapes from a
+patch-8 tiny model), with the checks both families must pass."""
 
 from __future__ import annotations
 
@@ -14,8 +15,19 @@ from vlp.pretrain import pretrain
 from vlp.runs.finetune import FinetuneRequest, finetune
 
 QUICK = ["train.progress=false", "train.log_every=25", "train.ckpt_every=0", "train.warmup_steps=15"]
-PRETRAIN_STEPS = 150
+WORLD_IMAGES = 600
+PRETRAIN_STEPS = 300
 FINETUNE_STEPS = 150
+# task -> (val metric, margin over the majority answer or chance, margin over the same model trained blind).
+# NLVR2 is not here: at this budget vilta-tiny scores 55.6 against 51.0 blind and 50 chance on 240 dev
+# statements, inside the noise (scripts/downstream.py reports it).
+CLASSIFICATION = {
+    "vqa": ("overall", 15, 5),
+    "gqa": ("accuracy", 15, 5),
+    "snli_ve": ("accuracy", 25, 5),
+}
+CHANCE = {"snli_ve": 100 / 3}
+RETRIEVAL_OVER_CHANCE = 3  # R@1 in both directions at least this many times chance
 # task -> (data folder, images folder relative to the world or None for DATA/images)
 DATA = {
     "vqa": ("vqa", "images"),
@@ -27,7 +39,7 @@ DATA = {
 
 
 def shapes_world(root: Path) -> Path:
-    write_shapes_world(SynthConfig(num_images=300, seed=0), root)
+    write_shapes_world(SynthConfig(num_images=WORLD_IMAGES, seed=0), root)
     return root
 
 
@@ -79,3 +91,28 @@ def with_and_without_image(checkpoint: Path, shapes: Path, out: Path, task: str,
     }
     print(json.dumps(figures))
     return figures
+
+
+def check_beats_baselines(world: tuple[Path, Path], out: Path, task: str) -> None:
+    """Fine-tuned with the image, the val score beats the majority answer (or chance) and the blind run."""
+    shapes, checkpoint = world
+    metric, over_baseline, over_blind = CLASSIFICATION[task]
+    figures = with_and_without_image(checkpoint, shapes, out, task, metric)
+    baseline = max(figures["majority"], CHANCE.get(task, 0.0))
+    assert figures["score"] > baseline + over_baseline, figures
+    assert figures["score"] > figures["blind"] + over_blind, figures
+
+
+def check_retrieval(world: tuple[Path, Path], out: Path) -> None:
+    """Fine-tuned with ITC + ITM, R@1 is far above chance for images -> captions and captions -> images."""
+    shapes, checkpoint = world
+    result = fine_tune(checkpoint, shapes, out / "retrieval", "retrieval")
+    figures = {
+        "task": "retrieval",
+        "image_r1": result["eval/image_retrieval/r1"],
+        "text_r1": result["eval/text_retrieval/r1"],
+        "chance": result["baseline/chance_r1"],
+    }
+    print(json.dumps(figures))
+    assert figures["image_r1"] > RETRIEVAL_OVER_CHANCE * figures["chance"], figures
+    assert figures["text_r1"] > RETRIEVAL_OVER_CHANCE * figures["chance"], figures

@@ -22,6 +22,7 @@ from vlp.cli import main as vlp_main
 from vlp.config import ConfigError, config_to_dict, load_config, preset_names
 from vlp.data.formats.errors import FormatError, iter_jsonl, load_json
 from vlp.data.formats.vqa import read_vqa
+from vlp.data.formats.webdataset import iter_webdataset
 from vlp.data.images import load_image
 from vlp.data.masking import replaceable_vocab_mask
 from vlp.data.pipeline import Collator, PairDataset, PretrainLoader, build_pretrain_loaders
@@ -495,6 +496,17 @@ def test_10_a_decompression_bomb_in_pack_is_skipped_naming_it(tmp_path, capsys, 
     assert code == 0 and "bomb.png" in err and "DecompressionBombError" in err
     with tarfile.open(tmp_path / "shards" / "shard-000000.tar") as tar:
         assert json.loads(tar.extractfile("000000000.json").read())["url"].endswith("fine.png")
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [("pipe:exit 3", "reading the shard failed (the command exited with status 3)"),
+     ("pipe:echo not a tar", "not a readable tar shard")],
+)  # fmt: skip
+def test_10_a_shard_that_cannot_be_read_is_one_line_naming_it(url, expected):
+    with pytest.raises(FormatError) as err:
+        list(iter_webdataset(url, rank=0, world_size=1))
+    assert str(err.value).startswith(f"{url}: {expected}")
 
 
 def test_10_json_that_is_not_utf8_names_the_file(tmp_path):

@@ -746,7 +746,25 @@ def _nlvr_relation(rng: random.Random, left: Scene, right: Scene, want: bool) ->
     return f"One image shows {_article(a)} {_pick(rng, RELATION_WORDS[rel])} {_article(b)}.", truth
 
 
-NLVR2_TEMPLATES = (_nlvr_side_count, _nlvr_total, _nlvr_both, _nlvr_exactly_one, _nlvr_more, _nlvr_relation)
+def _nlvr_side_has(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
+    side, scene = rng.choice((("left", left), ("right", right)))
+
+    def truth(f):
+        return _count(scene, *f) > 0
+
+    absent = [(None, c) for c in COLOURS] + [(s, None) for s in SHAPES]
+    shape, colour = _choose(rng, _features((left, right)) + absent, truth, want)
+    return f"The {side} image contains at least one {_noun_phrase(rng, 1, shape, colour)}.", truth(
+        (shape, colour)
+    )
+
+
+NLVR2_TEMPLATES = (
+    _nlvr_side_has, _nlvr_both, _nlvr_exactly_one, _nlvr_relation, _nlvr_side_count, _nlvr_total, _nlvr_more,
+)  # fmt: skip
+# How often each template is drawn: the existence statements most (they are what a small model grounds
+# first), counting and comparing across the pair less.
+NLVR2_TEMPLATE_WEIGHTS = (3, 2, 1, 1, 1, 1, 1)
 
 
 def make_nlvr2_sentences(left: Scene, right: Scene, rng: random.Random, count: int) -> list[tuple[str, bool]]:
@@ -756,7 +774,8 @@ def make_nlvr2_sentences(left: Scene, right: Scene, rng: random.Random, count: i
         want = (k % 2 == 0) if rng.random() < 0.5 else (k % 2 == 1)
         best = None
         for _ in range(20):
-            text, truth = rng.choice(NLVR2_TEMPLATES)(rng, left, right, want)
+            template = rng.choices(NLVR2_TEMPLATES, weights=NLVR2_TEMPLATE_WEIGHTS)[0]
+            text, truth = template(rng, left, right, want)
             if text in {t for t, _ in out}:
                 continue
             best = (text, truth)

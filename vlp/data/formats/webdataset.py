@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import random
+import re
 import tarfile
 from collections.abc import Iterator, Sequence
 from urllib.parse import urlparse
@@ -97,33 +98,56 @@ def _tar_groups(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """``(key, {extension: bytes})`` for each run of consecutive tar members sharing a key."""
     from webdataset.gopen import gopen
 
-    stream = gopen(url, "rb")
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|*")
-        key, files = None, {}
-        try:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                folder, name = os.path.split(member.name)
-                if "." not in name or name.startswith("."):
-                    continue
-                stem, extension = name.split(".", 1)
-                member_key = os.path.join(folder, stem)
-                if member_key != key:
-                    if key is not None:
-                        yield key, files
-                    key, files = member_key, {}
-                handle = tar.extractfile(member)
-                files[extension.lower()] = handle.read() if handle is not None else b""
-        except tarfile.TarError as err:
-            raise FormatError(f"{url}: not a readable tar shard ({err})") from None
-        if key is not None:
-            yield key, files
+        stream = gopen(url, "rb")
+    except (OSError, ValueError) as err:
+        raise FormatError(f"{url}: cannot open the shard ({err})") from None
+    try:
+        yield from _members(url, stream)
+        stream.close()  # a pipe: or http shard reports its command's exit status here
     except tarfile.TarError as err:
         raise FormatError(f"{url}: not a readable tar shard ({err})") from None
+    except OSError as err:
+        raise FormatError(f"{url}: reading the shard failed ({_describe_failure(err)})") from None
     finally:
+        _close_quietly(stream)
+
+
+def _members(url: str, stream) -> Iterator[tuple[str, dict[str, bytes]]]:
+    tar = tarfile.open(fileobj=stream, mode="r|*")
+    key, files = None, {}
+    for member in tar:
+        if not member.isfile():
+            continue
+        folder, name = os.path.split(member.name)
+        if "." not in name or name.startswith("."):
+            continue
+        stem, extension = name.split(".", 1)
+        member_key = os.path.join(folder, stem)
+        if member_key != key:
+            if key is not None:
+                yield key, files
+            key, files = member_key, {}
+        handle = tar.extractfile(member)
+        files[extension.lower()] = handle.read() if handle is not None else b""
+    if key is not None:
+        yield key, files
+
+
+def _describe_failure(err: OSError) -> str:
+    """webdataset's pipes raise ``IOError((args, kwargs), "exit N", ...)``: say which command and status."""
+    text = " ".join(str(a) for a in err.args if isinstance(a, str))
+    status = re.search(r"exit (-?\d+)", text) or re.search(r"exit (-?\d+)", str(err))
+    if status:
+        return f"the command exited with status {status.group(1)}"
+    return str(err) or type(err).__name__
+
+
+def _close_quietly(stream) -> None:
+    try:
         stream.close()
+    except OSError:
+        pass
 
 
 def _captions(files: dict[str, bytes]) -> list[str]:
