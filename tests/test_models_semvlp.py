@@ -220,6 +220,21 @@ def test_masked_visual_tokens_lose_their_content():
     assert torch.allclose(a, b)
 
 
+def test_image_cls_and_mask_tokens_get_gradients_of_ordinary_size_at_initialisation():
+    # Zero-initialised [CLS] / [MASK] / position / type tokens made those rows an exact zero vector at the
+    # patch LayerNorm (eps 1e-12), whose gradient is then ~1e6 times too large: it swamped the clipped
+    # gradient of the whole model, and SemVLP from scratch did not learn to use the image.
+    torch.manual_seed(0)
+    model = build_model(tiny_config(), VOCAB)
+    embeddings = model.visual_embeddings
+    patch_mask = torch.tensor([[False, True, False, False, False]] * 2)  # patch 0 masked
+    hidden = model.embed_image(VisualInput(pixel_values=torch.randn(2, 3, 16, 16)), patch_mask).hidden
+    (hidden * torch.randn_like(hidden)).sum().backward()
+    scale = embeddings.proj.weight.grad.norm()
+    for name in ("cls_token", "mask_token", "position_embeddings", "type_embedding"):
+        assert getattr(embeddings, name).grad.norm() < 10 * scale, name
+
+
 def test_text_language_model_is_the_stack_text_only_with_the_mlm_head():
     model = build_model(tiny_config(), VOCAB).eval()
     lm = model.text_language_model()

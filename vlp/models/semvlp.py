@@ -49,6 +49,18 @@ from vlp.models.outputs import FusedFeatures, ImageFeatures, TextFeatures
 MODES = ("single", "two")
 
 
+def init_token_parameters(module: nn.Module, std: float) -> None:
+    """N(0, std) for the bare ``nn.Parameter`` tokens of ``module`` ([CLS], [MASK], positions, type), which
+    :func:`init_bert_weights` does not reach. Left at zero, the image [CLS] row (and every masked patch)
+    enters the patch LayerNorm (eps 1e-12) as an exact zero vector, whose gradient is then scaled by
+    ~1/sqrt(eps): ~1e7 at initialisation, so for the first steps it is the whole gradient norm and clipping
+    shrinks every other gradient of the model by as much."""
+    for name in ("cls_token", "mask_token", "position_embeddings", "type_embedding"):
+        param = getattr(module, name, None)
+        if isinstance(param, nn.Parameter):
+            nn.init.normal_(param, std=std)
+
+
 class TextEmbeddings(nn.Module):
     """BERT embeddings: word + absolute position + token type 0, then LayerNorm and dropout."""
 
@@ -207,6 +219,7 @@ class SemVLP(nn.Module):
         self.image_pooler = Pooler(width, cfg.pooling)
         for module in self._own_modules():
             init_bert_weights(module, cfg.init_std)
+        init_token_parameters(self.visual_embeddings, cfg.init_std)
 
         self.heads = Heads(
             hidden_size=width,
