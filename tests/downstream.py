@@ -1,4 +1,4 @@
-"""Shared by the downstream quality tests (tests/test_downstream_ARCH.py): a small shapes world, a short
+"""Shared by the downstream quality tests (tests/test_downstream.py): a small shapes world, a short
 pre-training of one family, and fine-tuning runs on it (64 px images: smaller ones hide the shapes from a
 patch-8 tiny model), with the checks both families must pass."""
 
