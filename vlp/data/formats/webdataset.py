@@ -106,11 +106,16 @@ def _tar_groups(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
         yield from _members(url, stream)
         stream.close()  # a pipe: or http shard reports its command's exit status here
     except tarfile.TarError as err:
+        # A pipe: or http shard whose command failed reads as an empty or torn tar: its exit status,
+        # which closing the stream reports, is the better message.
+        failure = _close_failure(stream)
+        if failure is not None:
+            raise FormatError(f"{url}: reading the shard failed ({failure})") from None
         raise FormatError(f"{url}: not a readable tar shard ({err})") from None
     except OSError as err:
         raise FormatError(f"{url}: reading the shard failed ({_describe_failure(err)})") from None
     finally:
-        _close_quietly(stream)
+        _close_failure(stream)
 
 
 def _members(url: str, stream) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -143,11 +148,13 @@ def _describe_failure(err: OSError) -> str:
     return str(err) or type(err).__name__
 
 
-def _close_quietly(stream) -> None:
+def _close_failure(stream) -> str | None:
+    """Close ``stream``; what went wrong if closing it reports a failure (a pipe's exit status)."""
     try:
         stream.close()
-    except OSError:
-        pass
+    except OSError as err:
+        return _describe_failure(err)
+    return None
 
 
 def _captions(files: dict[str, bytes]) -> list[str]:
