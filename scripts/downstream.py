@@ -6,7 +6,7 @@ their baselines: the README's downstream table is written by this script, never 
         --readme README.md
 
 ``--figures ARCH=LOG ...`` instead tabulates the figures the downstream quality tests print (one JSON
-object per line, ``pytest -n 0 -s tests/test_downstream.py -k ViLTA > LOG``), without running anything.
+object per line, ``pytest -rP tests/test_downstream.py -k ViLTA > LOG``), without running anything.
 
 For each family and task: one fine-tuning run (``vlp finetune``, the task's tiny preset) and, for the
 classification tasks, the same run blind (``task.question_only=true``: the image replaced by zeros), so
