@@ -310,7 +310,7 @@ def test_crash_mid_write_leaves_latest_loadable(tmp_path, monkeypatch):
 
     # A crash after the directory is in place but before the marker moves: the marker still decides.
     monkeypatch.setattr(ckpt, "_write_torch", real_write)
-    monkeypatch.setattr(ckpt, "_replace_file_atomically", lambda *a: (_ for _ in ()).throw(OSError("killed")))
+    monkeypatch.setattr(ckpt, "replace_file_atomically", lambda *a: (_ for _ in ()).throw(OSError("killed")))
     with pytest.raises(OSError, match="killed"):
         save(tmp_path, 2, model)
     assert ckpt.find_latest(tmp_path) == good

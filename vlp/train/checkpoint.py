@@ -131,9 +131,6 @@ def replace_file_atomically(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
-_replace_file_atomically = replace_file_atomically  # the name save_checkpoint calls (tests patch it)
-
-
 def tensors_to_bytes(state: dict[str, Tensor]) -> bytes:
     """safetensors bytes of ``state``; a tensor that appears under several names is stored once."""
     stored: dict[str, Tensor] = {}
@@ -349,7 +346,7 @@ def save_checkpoint(
             os.replace(final, trash)
         os.replace(tmp, final)
         _fsync_dir(root)
-        _replace_file_atomically(root / MARKER, name + "\n")
+        replace_file_atomically(root / MARKER, name + "\n")
         _prune(out_dir, keep, protect=final)
     barrier()
     return final
