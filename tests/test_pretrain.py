@@ -200,3 +200,13 @@ def test_short_pretraining_lowers_mlm_and_lifts_itm_well_above_chance(tmp_path):
     assert val["metrics"]["itm_acc_balanced"] >= 0.75
     assert val["metrics"]["itm_acc_positive"] >= 0.6 and val["metrics"]["itm_acc_random"] >= 0.6
     assert val["metrics"]["itc_acc"] >= 0.3
+
+
+def test_qa_without_question_answer_data_names_the_key_before_reading_data(shapes, tmp_path, capsys):
+    # semvlp-base trains QA but ships no data.vqa (real VQAv2 files are the user's): the error says which
+    # key to set instead of a missing model.num_answers.
+    args = ["pretrain", "--config", "semvlp-tiny", "--out", str(tmp_path / "run"), *data_overrides(shapes)]
+    assert vlp_main([*args, "data.vqa="]) == 2
+    err = capsys.readouterr().err
+    assert "objectives.weights.qa=1.0 needs question-answer data: set data.vqa=" in err
+    assert not list_checkpoints(tmp_path / "run")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
-from vlp.config import Config, ModelConfig, config_to_dict
+from vlp.config import Config, ConfigError, ModelConfig, config_to_dict
 from vlp.data.masking import first_word_vocab_mask, replaceable_vocab_mask
 from vlp.data.pipeline import RegionStore, build_pretrain_loaders
 from vlp.data.tokenizer import load_tokenizer
@@ -68,6 +68,19 @@ def _with_region_label_counts(
     return dataclasses.replace(model_cfg, **counts)
 
 
+def _check_qa_data(config: Config) -> None:
+    """The QA objective needs question-answer data (the answers size its head): say so before any data is
+    read, rather than fail later on a missing head."""
+    objectives = config.objectives
+    if objectives.text_only or objectives.weights.get("qa", 0) <= 0:
+        return
+    if not config.data.vqa and not config.model.num_answers:
+        raise ConfigError(
+            f"objectives.weights.qa={objectives.weights['qa']} needs question-answer data: set "
+            "data.vqa=QUESTIONS.json,ANNOTATIONS.json (VQAv2 files), or objectives.weights.qa=0"
+        )
+
+
 def pretrain(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
     """Pre-train ``config.model`` on ``config.data`` with ``config.objectives``; returns final metrics.
 
@@ -84,6 +97,7 @@ def pretrain(config: Config, out_dir: str | Path, resume: bool = False) -> dict:
 
 def _pretrain(config: Config, out: Path, resume: bool, dist) -> dict:
     torch.manual_seed(config.train.seed)
+    _check_qa_data(config)
 
     tokenizer = load_tokenizer(config.data.tokenizer)
     train_loader, val_loader = build_pretrain_loaders(
