@@ -693,6 +693,10 @@ def _features(scenes: Sequence[Scene]) -> list[tuple[str | None, str | None]]:
     return sorted(out, key=str)
 
 
+# Every one-attribute filter, present in a scene or not: the options a false statement can draw from.
+_ONE_ATTRIBUTE = [(None, c) for c in COLOURS] + [(s, None) for s in SHAPES]
+
+
 def _choose(rng: random.Random, options: Sequence, truth: Callable[..., bool], want: bool):
     """An option whose truth is ``want`` when there is one (so that a template's wording does not give
     its label away), else any."""
@@ -704,8 +708,7 @@ def _nlvr_both(rng: random.Random, left: Scene, right: Scene, want: bool) -> tup
     def truth(f):
         return _count(left, *f) > 0 and _count(right, *f) > 0
 
-    absent = [(None, c) for c in COLOURS] + [(s, None) for s in SHAPES]
-    shape, colour = _choose(rng, _features((left, right)) + absent, truth, want)
+    shape, colour = _choose(rng, _features((left, right)) + _ONE_ATTRIBUTE, truth, want)
     return f"Both images contain at least one {_noun_phrase(rng, 1, shape, colour)}.", truth((shape, colour))
 
 
@@ -752,11 +755,9 @@ def _nlvr_side_has(rng: random.Random, left: Scene, right: Scene, want: bool) ->
     def truth(f):
         return _count(scene, *f) > 0
 
-    absent = [(None, c) for c in COLOURS] + [(s, None) for s in SHAPES]
-    shape, colour = _choose(rng, _features((left, right)) + absent, truth, want)
-    return f"The {side} image contains at least one {_noun_phrase(rng, 1, shape, colour)}.", truth(
-        (shape, colour)
-    )
+    shape, colour = _choose(rng, _features((left, right)) + _ONE_ATTRIBUTE, truth, want)
+    text = f"The {side} image contains at least one {_noun_phrase(rng, 1, shape, colour)}."
+    return text, truth((shape, colour))
 
 
 NLVR2_TEMPLATES = (
