@@ -10,7 +10,6 @@ once up front from the shapes world (written to --data if absent).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -18,14 +17,9 @@ from pathlib import Path
 import torch
 
 from vlp.config import load_config
-from vlp.data.masking import replaceable_vocab_mask
-from vlp.data.pipeline import build_pretrain_loaders
 from vlp.data.synthetic import SynthConfig, write_shapes_world
-from vlp.data.tokenizer import load_tokenizer
-from vlp.models import build_model
-from vlp.objectives.pretraining import PretrainingObjectives
+from vlp.pretraining_setup import build_pretraining
 from vlp.train.optim import build_optimizer
-from vlp.train.schedules import ModeSchedule
 
 VILTA_VARIANTS = {
     "MLM+ITM (baseline)": [
@@ -47,27 +41,9 @@ SEMVLP_VARIANTS = {
 
 def _setup(preset: str, overrides: list[str]):
     config = load_config(preset, overrides)
-    tokenizer = load_tokenizer(config.data.tokenizer)
-    loader, _ = build_pretrain_loaders(config.data, tokenizer, seed=0)
-    model_cfg = config.model
-    answers = list(getattr(loader, "answer_vocab", None) or [])
-    if answers and config.objectives.weights.get("qa", 0) > 0:  # as vlp.pretrain does
-        model_cfg = dataclasses.replace(model_cfg, num_answers=len(answers))
-    torch.manual_seed(0)
-    model = build_model(model_cfg, vocab_size=len(tokenizer))
-    replaceable = replaceable_vocab_mask(
-        tokenizer, config.objectives.itm.synthesized.replaceable, size=model.vocab_size
-    )
-    schedule = ModeSchedule(config.objectives.mode_schedule) if config.model.arch == "semvlp" else None
-    objectives = PretrainingObjectives(
-        config.objectives,
-        model,
-        replaceable,
-        mask_token_id=tokenizer.mask_token_id,
-        mode_schedule=schedule,
-    )
-    optimizer = build_optimizer(objectives, config.train)  # the model's groups + the ITC temperature
-    return loader, objectives, optimizer
+    run = build_pretraining(config)  # seeded from train.seed: every variant starts from the same weights
+    optimizer = build_optimizer(run.objectives, config.train)  # the model's groups + the ITC temperature
+    return run.train_loader, run.objectives, optimizer
 
 
 def _step(objectives, optimizer, batch, step: int) -> float:
@@ -99,6 +75,7 @@ def main() -> None:
         f"data.images_root={data / 'images'}",
         f"data.tokenizer={data / 'tokenizer'}",
         f"data.batch_size={args.batch_size}",
+        "train.seed=0",
         *args.overrides,
     ]
     semvlp = args.preset.startswith("semvlp")

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from vlp.config import DataConfig, load_config
+from vlp.data.collate import Collator
 from vlp.data.formats.karpathy import read_karpathy
-from vlp.data.pipeline import Collator
 from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from vlp.runs.finetune import FinetuneRequest, finetune
-from vlp.train.logging import read_metrics
+from vlp.train.metrics_log import read_metrics
 
 # task -> (data folder, images folder or None = DATA/images, metric, chance in percent)
 TASKS = {

@@ -21,10 +21,13 @@ from vlp.config import (
     load_config,
 )
 from vlp.data.batch import Batch, VisualInput
+from vlp.data.collate import Collator
+from vlp.data.examples import PairDataset
 from vlp.data.formats.webdataset import write_shards
+from vlp.data.loader import PretrainLoader
 from vlp.data.masking import first_word_vocab_mask, replaceable_vocab_mask
-from vlp.data.pipeline import Collator, PairDataset, PretrainLoader, StreamPairDataset
 from vlp.data.records import CaptionRecord
+from vlp.data.stream import StreamPairDataset
 from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model

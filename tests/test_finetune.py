@@ -37,8 +37,8 @@ from vlp.runs.finetune import FinetuneRequest, finetune
 from vlp.tasks.model import TASK_HEAD_FILE, TaskStep
 from vlp.tasks.snli_ve import SNLIVETask
 from vlp.tasks.vqa import VQATask
-from vlp.train.checkpoint import find_latest, list_checkpoints, load_tensors, read_trainer_state
-from vlp.train.logging import read_metrics
+from vlp.train.metrics_log import read_metrics
+from vlp.train.state import find_latest, list_checkpoints, load_tensors, read_trainer_state
 
 VQA_STEPS, VQA_VAL_EVERY = 6, 2
 VQA_LR = "2e-3"  # on this world: the best val accuracy comes before the last evaluation

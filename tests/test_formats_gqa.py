@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from vlp.data.formats.errors import FormatError
 from vlp.data.formats.gqa import read_gqa
+from vlp.data.formats.reading import FormatError
 
 
 def _question(image_id, question, answer=None, full=None):

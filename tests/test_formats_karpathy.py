@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from vlp.data.formats.errors import FormatError
 from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.formats.reading import FormatError
 
 
 def _coco_image(imgid, split, cocoid, folder, raws):

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from vlp.data.formats.errors import FormatError
 from vlp.data.formats.nlvr2 import read_nlvr2
+from vlp.data.formats.reading import FormatError
 
 
 def _line(identifier, label, sentence="There are two dogs.", directory=None):

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from vlp.data.formats.errors import FormatError
+from vlp.data.formats.reading import FormatError
 from vlp.data.formats.regions import load_region_features, read_region_tsv, write_region_tsv
 from vlp.data.records import RegionFeatureRecord
 

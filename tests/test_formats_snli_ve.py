@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from vlp.data.formats.errors import FormatError
+from vlp.data.formats.reading import FormatError
 from vlp.data.formats.snli_ve import read_snli_ve
 
 

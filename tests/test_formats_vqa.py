@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from vlp.data.formats.errors import FormatError
+from vlp.data.formats.reading import FormatError
 from vlp.data.formats.vqa import answer_score, answer_targets, build_answer_vocab, read_vqa
 from vlp.data.records import VQARecord
 from vlp.metrics import vqa_accuracy

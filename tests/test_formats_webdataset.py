@@ -1,4 +1,4 @@
-"""WebDataset shards in img2dataset's layout: write, read back, shard over ranks and workers."""
+"""WebDataset shards in img2dataset's layout: write, read back; streamed over ranks and workers."""
 
 import io
 import json
@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from vlp.data.formats.errors import FormatError
-from vlp.data.formats.webdataset import assign_shards, iter_webdataset, write_shards
+from vlp.data.formats.reading import FormatError
+from vlp.data.formats.webdataset import iter_webdataset, write_shards
 from vlp.data.records import CaptionRecord
+from vlp.data.stream import StreamPairDataset, assign_shards
 
 
 def _image_file(path, color, size=(8, 6), fmt="PNG"):
@@ -100,9 +101,9 @@ def test_write_skips_and_counts_bad_records(tmp_path, records):
 
 
 def _read_slot(pattern, rank, world_size, num_workers):
-    dataset = iter_webdataset(pattern, rank=rank, world_size=world_size)
-    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=lambda record: record)
-    return [record.image_id for record in loader]
+    dataset = StreamPairDataset(pattern, rank=rank, world_size=world_size)
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=lambda example: example)
+    return [example.image_id for example in loader]
 
 
 @pytest.mark.parametrize("samples_per_shard", [2, 5])  # 5 samples as 3 shards, or 1 shard for 4 slots
@@ -134,11 +135,12 @@ def test_shuffle_is_a_seeded_permutation(tmp_path, records):
     write_shards(records * 4, out, samples_per_shard=3)  # 20 samples, 7 shards
     pattern = str(out / "shard-{000000..000006}.tar")
     plain = [r.image_id for r in iter_webdataset(pattern)]
-    first = [r.image_id for r in iter_webdataset(pattern, shuffle=4, seed=1)]
-    again = [r.image_id for r in iter_webdataset(pattern, shuffle=4, seed=1)]
-    dataset = iter_webdataset(pattern, shuffle=4, seed=1)
+    assert [e.image_id for e in StreamPairDataset(pattern)] == plain
+    first = [e.image_id for e in StreamPairDataset(pattern, shuffle=4, seed=1)]
+    again = [e.image_id for e in StreamPairDataset(pattern, shuffle=4, seed=1)]
+    dataset = StreamPairDataset(pattern, shuffle=4, seed=1)
     dataset.set_epoch(1)
-    next_epoch = [r.image_id for r in dataset]
+    next_epoch = [e.image_id for e in dataset]
     assert sorted(first) == sorted(plain) == sorted(next_epoch)
     assert first == again
     assert first != plain and next_epoch != first
@@ -200,5 +202,5 @@ def test_bad_input(tmp_path):
         iter_webdataset([str(junk), str(tmp_path / "shard-000001.tar"), str(junk)])
     with pytest.raises(FormatError, match="shard-000000.tar: not a readable tar shard"):
         list(iter_webdataset(str(junk)))
-    with pytest.raises(ValueError, match="rank 2 is outside a world of size 2"):
-        list(iter_webdataset(str(junk), rank=2, world_size=2))
+    with pytest.raises(ValueError, match="rank 2 is not valid for a world of size 2"):
+        list(StreamPairDataset(str(junk), rank=2, world_size=2))

@@ -3,11 +3,9 @@
 import pytest
 import torch
 
+from vlp.data.answers import CONTRACTIONS, normalize_answer, process_punctuation
 from vlp.metrics import (
-    CONTRACTIONS,
     accuracy,
-    normalize_answer,
-    process_punctuation,
     recall_at_k,
     retrieval_recalls,
     vqa_accuracy,
@@ -140,3 +138,5 @@ def test_accuracy_from_labels_and_logits():
     assert accuracy(logits, torch.tensor([1, 1, 1])) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="differ"):
         accuracy([1, 2], [1])
+    assert accuracy([], []) == 0.0  # no examples (a batch without masked tokens): defined as 0.0
+    assert accuracy(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long)) == 0.0

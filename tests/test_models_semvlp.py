@@ -87,16 +87,13 @@ def test_shapes_in_every_mode(mode, visual_input):
         assert model.heads.qa(fused.pooled).shape == (4, 3)
 
 
-def test_mode_defaults_to_the_attribute_and_is_checked():
+def test_mode_defaults_to_single_and_is_checked():
     model = build_model(tiny_config(), VOCAB).eval()
     ids, mask = _text()
     visual, index = VisualInput(pixel_values=torch.randn(2, 3, 16, 16)), torch.tensor([0, 1, 0, 1])
     with torch.no_grad():
         single = _fuse_all(model, ids, mask, visual, index, "single").pooled
         two = _fuse_all(model, ids, mask, visual, index, "two").pooled
-        model.mode = "two"
-        assert torch.equal(_fuse_all(model, ids, mask, visual, index, None).pooled, two)
-        model.mode = "single"
         assert torch.equal(_fuse_all(model, ids, mask, visual, index, None).pooled, single)
     assert not torch.allclose(single, two, atol=1e-4)
     with pytest.raises(ValueError, match="mode"):

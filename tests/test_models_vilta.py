@@ -13,6 +13,7 @@ from vlp.config import ModelConfig, TextEncoderConfig, VisionEncoderConfig, load
 from vlp.data.batch import VisualInput
 from vlp.models import build_model, parameter_table
 from vlp.models.outputs import TextFeatures
+from vlp.models.protocol import VisionLanguageModel
 
 VOCAB = 50
 
@@ -50,6 +51,15 @@ def _text(batch: int = 4, length: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _images(count: int = 2) -> VisualInput:
     return VisualInput(pixel_values=torch.randn(count, 3, 16, 16))
+
+
+def test_both_architectures_declare_the_model_protocol(model):
+    from vlp.models.semvlp import SemVLP
+
+    assert isinstance(model, VisionLanguageModel) and issubclass(SemVLP, VisionLanguageModel)
+    assert not hasattr(model, "mode")  # one fusion mode: `fuse` ignores its `mode` argument
+    with pytest.raises(TypeError, match="abstract"):
+        VisionLanguageModel()
 
 
 def test_protocol_shapes(model):

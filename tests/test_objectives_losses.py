@@ -6,13 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vlp.metrics import mean_vqa_soft_score
 from vlp.objectives.base import ObjectiveOutput, image_groups, sample_positions
 from vlp.objectives.itc import ContrastiveTemperature, contrastive_loss, gather_with_grad, multi_positive_nce
 from vlp.objectives.itm import itm_loss, pair_rows
 from vlp.objectives.mlm import alpha_at, mlm_loss, soft_label_mlm_loss, soft_targets
 from vlp.objectives.mvm import aligned_region_labels, choose_visual_mask, regression_loss
 from vlp.objectives.negatives import HARD, RANDOM, SYNTHESIZED, NegativePairs
-from vlp.objectives.qa import qa_loss, vqa_score
+from vlp.objectives.qa import qa_loss
 
 # --------------------------------------------------------------------------- MLM
 
@@ -214,7 +215,8 @@ def test_qa_loss_is_bce_times_answers_and_score_of_argmax():
         p = 1 / (1 + math.exp(-x))
         by_hand -= y * math.log(p) + (1 - y) * math.log(1 - p)
     assert qa_loss(logits, targets).item() == pytest.approx(by_hand, rel=1e-5)
-    assert vqa_score(logits, targets) == pytest.approx(0.6)
+    assert mean_vqa_soft_score(logits, targets) == pytest.approx(0.6)
+    assert mean_vqa_soft_score(logits[:0], targets[:0]) == 0.0
     with pytest.raises(ValueError, match="num_answers"):
         qa_loss(torch.zeros(1, 3), torch.zeros(1, 4))
 

@@ -11,17 +11,14 @@ from transformers import BertTokenizerFast
 
 from vlp.config import DataConfig
 from vlp.data.batch import Batch, VisualInput
+from vlp.data.build import build_pretrain_loaders
+from vlp.data.collate import Collator
+from vlp.data.examples import Example, PairDataset
 from vlp.data.images import ImageTransform
-from vlp.data.pipeline import (
-    Collator,
-    Example,
-    PairDataset,
-    PretrainLoader,
-    QADataset,
-    TooManyBadExamples,
-    build_pretrain_loaders,
-)
+from vlp.data.loader import PretrainLoader
+from vlp.data.qa import AnswerTargets, QADataset
 from vlp.data.records import CaptionRecord, RegionFeatureRecord, VQARecord
+from vlp.data.skips import TooManyBadExamples
 
 WORDS = (
     "[PAD] [UNK] [CLS] [SEP] [MASK] a the red green blue circle square left right of is on ##s . what color"
@@ -208,7 +205,7 @@ def _qa_example(path: str, answers: dict[int, float]) -> Example:
 def test_qa_examples_fill_answer_targets(tmp_path, tokenizer):
     caption = PairDataset([CaptionRecord("c", _save(tmp_path / "c.png"), ["a red circle"])])[0]
     qa = _qa_example(_save(tmp_path / "q.png"), {2: 1.0, 0: 0.5})
-    collator = Collator(tokenizer, _cfg(), train=False, answer_vocab=["left", "right", "red"])
+    collator = Collator(tokenizer, _cfg(), train=False, targets=AnswerTargets(["left", "right", "red"]))
     batch = collator.collate([caption, qa], seed=0).batch
     assert batch.has_answer.tolist() == [False, True]
     assert batch.answer_targets.shape == (2, 3)
@@ -217,9 +214,8 @@ def test_qa_examples_fill_answer_targets(tmp_path, tokenizer):
 
 def test_flipped_qa_example_swaps_its_answer(tmp_path, tokenizer):
     path = _halves_image(tmp_path)
-    collator = Collator(
-        tokenizer, _cfg(hflip=True, image_size=16), train=True, answer_vocab=["left", "right", "red"]
-    )
+    targets = AnswerTargets(["left", "right", "red"])
+    collator = Collator(tokenizer, _cfg(hflip=True, image_size=16), train=True, targets=targets)
     outcomes = set()
     for seed in range(20):
         batch = collator.collate([_qa_example(path, {0: 1.0})], seed=seed).batch
@@ -233,7 +229,9 @@ def test_flipped_qa_example_swaps_its_answer(tmp_path, tokenizer):
 
 def test_no_flip_when_the_swapped_answer_is_not_a_class(tmp_path, tokenizer):
     path = _halves_image(tmp_path)
-    collator = Collator(tokenizer, _cfg(hflip=True, image_size=16), train=True, answer_vocab=["left", "red"])
+    collator = Collator(
+        tokenizer, _cfg(hflip=True, image_size=16), train=True, targets=AnswerTargets(["left", "red"])
+    )
     for seed in range(10):
         batch = collator.collate([_qa_example(path, {0: 1.0})], seed=seed).batch
         pixels = batch.visual.pixel_values[0]
@@ -308,10 +306,10 @@ def test_bad_examples_are_skipped_counted_and_warned_once(tmp_path, tokenizer, c
     loader = PretrainLoader(
         dataset, Collator(tokenizer, _cfg(), train=True), batch_size=4, drop_last=False, max_bad_fraction=0.2
     )
-    with caplog.at_level(logging.WARNING, logger="vlp.data.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="vlp.data.loader"):
         batches = list(loader)
     assert sum(b.size for b in batches) == 20
-    warnings = [r.getMessage() for r in caplog.records if r.name == "vlp.data.pipeline"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "vlp.data.loader"]
     assert len(warnings) == 1
     summary = "train data, epoch 0: skipped 3 of 23 examples (2 unreadable images, 1 empty caption); first: "
     assert warnings[0].startswith(summary) and "garbage.jpg" in warnings[0]  # names the files (issue 12)
@@ -493,14 +491,16 @@ def _write_karpathy(tmp_path) -> DataConfig:
 
 def test_build_pretrain_loaders_from_karpathy(tmp_path, tokenizer):
     cfg = _write_karpathy(tmp_path)
-    train, val = build_pretrain_loaders(cfg, tokenizer, seed=0)
+    data = build_pretrain_loaders(cfg, tokenizer, seed=0)
+    train, val = data.train, data.val
+    assert data.answer_vocab is None and data.regions is None
     assert len(train.dataset) == 12 and len(train) == 6  # train + restval: 6 images x 2 captions
     assert len(val.dataset) == 2 and len(val) == 1  # capped at one validation image
     batch = next(iter(train))
     assert batch.size == 2 and batch.visual.pixel_values.shape[1:] == (3, 8, 8)
     first, again = next(iter(val)), next(iter(val))
     _assert_same_batch(first, again)  # validation batches do not change between evaluations
-    capped, _ = build_pretrain_loaders(replace(cfg, max_train_images=2), tokenizer, seed=0)
+    capped = build_pretrain_loaders(replace(cfg, max_train_images=2), tokenizer, seed=0).train
     assert len(capped.dataset) == 4
 
 
@@ -518,8 +518,9 @@ def test_build_pretrain_loaders_with_vqa_questions(tmp_path, tokenizer):
     (tmp_path / "q.json").write_text(json.dumps({"data_subtype": "train2014", "questions": questions}))
     (tmp_path / "a.json").write_text(json.dumps({"annotations": annotations}))
     cfg = replace(cfg, vqa=f"{tmp_path / 'q.json'},{tmp_path / 'a.json'}")  # val capped at image 6
-    train, _ = build_pretrain_loaders(cfg, tokenizer, seed=0, answer_min_count=1)
-    assert train.answer_vocab == ["red", "green"]
+    data = build_pretrain_loaders(cfg, tokenizer, seed=0, answer_min_count=1)
+    train = data.train
+    assert data.answer_vocab == ["red", "green"]
     # image 7 is a validation image (beyond the cap of one): its question is left out
     assert len(train.dataset) == 12 + 2
     qa = [train.dataset[i] for i in (12, 13)]
@@ -538,9 +539,9 @@ def test_build_pretrain_loaders_from_webdataset_shards(tmp_path, tokenizer):
     cfg = _cfg(
         format="webdataset", train=str(tmp_path / "shards" / "shard-{000000..000002}.tar"), batch_size=2
     )
-    train, val = build_pretrain_loaders(cfg, tokenizer, seed=0)
-    assert val is None
-    batches = list(train)
+    data = build_pretrain_loaders(cfg, tokenizer, seed=0)
+    assert data.val is None
+    batches = list(data.train)
     assert [b.size for b in batches] == [2, 2]
     assert len({int(g) for b in batches for g in b.image_group}) == 4
 

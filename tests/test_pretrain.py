@@ -5,15 +5,18 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
+from shapes_overrides import data_overrides, vqa_override
 
 import vlp
 from vlp.cli import main as vlp_main
 from vlp.config import load_config
 from vlp.data.synthetic import SynthConfig, write_shapes_world
+from vlp.models.checkpoint import read_answer_vocab, save_pretrained
 from vlp.objectives.pretraining import PretrainingObjectives
 from vlp.pretrain import TEACHER_FILE, pretrain
-from vlp.train.checkpoint import list_checkpoints
-from vlp.train.logging import read_metrics
+from vlp.pretraining_setup import build_pretraining
+from vlp.train.metrics_log import read_metrics
+from vlp.train.state import list_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +24,6 @@ def shapes(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
     write_shapes_world(SynthConfig(num_images=48, seed=0), root)
     return root
-
-
-def data_overrides(root, batch_size=8):
-    return [
-        f"data.train={root / 'dataset_shapes.json'}",
-        f"data.images_root={root / 'images'}",
-        f"data.tokenizer={root / 'tokenizer'}",
-        f"data.batch_size={batch_size}",
-        "data.max_val_images=8",
-    ]
 
 
 def tiny_run(steps, **extra):
@@ -87,16 +80,7 @@ def test_text_stage_then_full_vilta_through_the_cli(shapes, tmp_path):
 
 def test_semvlp_iterative_uses_both_modes_and_all_objectives(shapes, tmp_path):
     out = tmp_path / "semvlp"
-    vqa = shapes / "vqa"
-    config = load_config(
-        "semvlp-tiny",
-        data_overrides(shapes)
-        + tiny_run(2)
-        + [
-            f"data.vqa={vqa / 'v2_OpenEnded_mscoco_train2014_questions.json'},"
-            f"{vqa / 'v2_mscoco_train2014_annotations.json'}",
-        ],
-    )
+    config = load_config("semvlp-tiny", data_overrides(shapes) + tiny_run(2) + [vqa_override(shapes)])
     seen_modes = []  # per training step: the modes the model's fusion ran in
     original = PretrainingObjectives.forward
 
@@ -122,7 +106,29 @@ def test_semvlp_iterative_uses_both_modes_and_all_objectives(shapes, tmp_path):
     assert seen_modes == [["single"], ["two"]]  # the iterative schedule: step 1 single, step 2 two
     losses = losses_by_step(out)
     assert {"mlm", "itm", "mvm", "qa"} <= set(losses[2])
-    assert vlp.load(out / "final").config.num_answers > 0
+    answers = read_answer_vocab(out / "final")  # the QA head's classes are saved with it
+    assert answers and vlp.load(out / "final").config.num_answers == len(answers)
+
+
+def test_build_pretraining_sizes_the_qa_head_from_the_answer_vocabulary(shapes, tmp_path):
+    qa_data = vqa_override(shapes)
+    run = build_pretraining(load_config("semvlp-tiny", data_overrides(shapes) + [qa_data]))
+    assert run.answer_vocab and run.model.config.num_answers == len(run.answer_vocab)
+    assert run.train_loader.collator.targets.answer_vocab == run.answer_vocab
+    assert run.objectives.model is run.model and run.val_loader is not None
+    unsized = build_pretraining(
+        load_config("semvlp-tiny", data_overrides(shapes) + [qa_data, "objectives.weights.qa=0"])
+    )
+    assert unsized.answer_vocab is None  # QA examples, but no head trained on them
+
+    save_pretrained(run.model, tmp_path / "new", answer_vocab=run.answer_vocab)
+    assert read_answer_vocab(tmp_path / "new") == run.answer_vocab
+    save_pretrained(run.model, tmp_path / "old", extra_config={"answer_vocab": run.answer_vocab})  # before
+    assert read_answer_vocab(tmp_path / "old") == run.answer_vocab
+    save_pretrained(unsized.model, tmp_path / "none")
+    assert read_answer_vocab(tmp_path / "none") is None
+    with pytest.raises(ValueError, match="answer_vocab lists"):
+        save_pretrained(run.model, tmp_path / "bad", answer_vocab=run.answer_vocab[:-1])
 
 
 def test_stopped_and_resumed_run_equals_uninterrupted_one(shapes, tmp_path):

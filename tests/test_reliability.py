@@ -16,27 +16,29 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from shapes_overrides import data_overrides, vqa_override
 from test_train_loop import make_cfg, make_trainer
 
 from vlp.cli import main as vlp_main
 from vlp.config import ConfigError, config_to_dict, load_config, preset_names
-from vlp.data.formats.errors import FormatError, iter_jsonl, load_json
+from vlp.data.build import build_pretrain_loaders
+from vlp.data.collate import Collator
+from vlp.data.examples import PairDataset
+from vlp.data.formats.reading import FormatError, iter_jsonl, load_json
 from vlp.data.formats.vqa import read_vqa
 from vlp.data.formats.webdataset import iter_webdataset
 from vlp.data.images import load_image
-from vlp.data.masking import replaceable_vocab_mask
-from vlp.data.pipeline import Collator, PairDataset, PretrainLoader, build_pretrain_loaders
+from vlp.data.loader import PretrainLoader
 from vlp.data.records import CaptionRecord
 from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model
-from vlp.objectives.pretraining import PretrainingObjectives
 from vlp.pretrain import TEACHER_FILE, pretrain
+from vlp.pretraining_setup import build_objectives, sized_model_config
 from vlp.train import NonFiniteLossError, find_latest
-from vlp.train import checkpoint as ckpt
-from vlp.train.checkpoint import CheckpointError, RunDirectoryError, list_checkpoints, load_tensors
-from vlp.train.logging import METRICS_FILE, MetricsLogger, read_metrics
-from vlp.train.schedules import ModeSchedule
+from vlp.train import state as ckpt
+from vlp.train.metrics_log import METRICS_FILE, MetricsLogger, read_metrics
+from vlp.train.state import CheckpointError, RunDirectoryError, list_checkpoints, load_tensors
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +49,8 @@ def shapes(tmp_path_factory):
     return root
 
 
-def data_overrides(root, batch_size=2):
-    return [
-        f"data.train={root / 'dataset_shapes.json'}",
-        f"data.images_root={root / 'images'}",
-        f"data.tokenizer={root / 'tokenizer'}",
-        f"data.batch_size={batch_size}",
-        "data.max_text_len=16",
-        "data.max_val_images=2",
-    ]
+# Two pairs per batch, 16-token texts, two validation images.
+SMALL_DATA = dict(batch_size=2, max_val_images=2, max_text_len=16)
 
 
 TINY_RUN = ["train.log_every=1", "train.val_every=0", "train.progress=false", "train.warmup_steps=1"]
@@ -92,7 +87,7 @@ def test_1_a_refused_run_leaves_the_run_it_refuses_untouched(shapes, tmp_path):
     (out / "checkpoints" / "step-00000005").mkdir(parents=True)
     (out / "checkpoints" / "step-00000005" / "meta.json").write_text('{"files": []}')
     (out / TEACHER_FILE).write_bytes(b"the run's own teacher")
-    config = load_config("vilta-tiny-soft", data_overrides(shapes) + ["train.max_steps=1"])
+    config = load_config("vilta-tiny-soft", data_overrides(shapes, **SMALL_DATA) + ["train.max_steps=1"])
     assert config.objectives.soft_labels.enabled
     with pytest.raises(ValueError, match="already holds checkpoints .*--resume"):
         pretrain(config, out, resume=False)
@@ -131,7 +126,7 @@ def test_2_pretrain_is_refused_while_another_process_holds_the_run(shapes, tmp_p
     handle = hold_lock(tmp_path / "run")
     try:
         argv = ["pretrain", "--config", "vilta-tiny-baseline", "--out", tmp_path / "run"]
-        code, err = run_cli(argv + data_overrides(shapes), capsys)
+        code, err = run_cli(argv + data_overrides(shapes, **SMALL_DATA), capsys)
     finally:
         handle.close()
     assert code == 2 and "in use by pid 4242" in err and len(err.strip().splitlines()) == 1
@@ -359,21 +354,14 @@ def _small(name, shapes) -> list[str]:
     extra = ["model.text.pretrained=", "model.vision.pretrained=", "model.vision.image_size=32"]
     extra.append("data.num_workers=0")
     if config.data.vqa or config.objectives.weights.get("qa", 0) > 0:
-        vqa = shapes / "vqa"
-        extra.append(f"data.vqa={vqa}/v2_OpenEnded_mscoco_train2014_questions.json,"
-                     f"{vqa}/v2_mscoco_train2014_annotations.json")  # fmt: skip
+        extra.append(vqa_override(shapes))
     if config.model.visual_input == "regions":
         extra.append(f"data.region_features={shapes / 'regions' / 'shapes_regions.tsv'}")
-    return data_overrides(shapes) + extra
+    return data_overrides(shapes, **SMALL_DATA) + extra
 
 
 def _forward_backward(config, model, tokenizer, batch) -> float:
-    synth = config.objectives.itm.synthesized
-    replaceable = replaceable_vocab_mask(tokenizer, synth.replaceable, size=model.vocab_size)
-    schedule = ModeSchedule(config.objectives.mode_schedule) if config.model.arch == "semvlp" else None
-    objectives = PretrainingObjectives(
-        config.objectives, model, replaceable, mask_token_id=tokenizer.mask_token_id, mode_schedule=schedule
-    )
+    objectives = build_objectives(config, model, tokenizer)
     total = objectives(batch, 0).total
     total.backward()
     model.zero_grad(set_to_none=True)
@@ -393,15 +381,12 @@ def test_7_every_preset_builds_and_runs_a_forward_and_backward_step(shapes):
     for runs in by_model.values():
         model = None
         for name, config in runs.values():
-            train, _ = build_pretrain_loaders(config.data, tokenizer, seed=0, answer_min_count=1)
+            data = build_pretrain_loaders(config.data, tokenizer, seed=0, answer_min_count=1)
             if model is None:
-                model_cfg = config.model
-                if train.answer_vocab and config.objectives.weights.get("qa", 0) > 0:
-                    model_cfg = dataclasses.replace(model_cfg, num_answers=len(train.answer_vocab))
                 torch.manual_seed(0)
-                model = build_model(model_cfg, vocab_size=len(tokenizer))
+                model = build_model(sized_model_config(config, data), vocab_size=len(tokenizer))
             try:
-                loss = _forward_backward(config, model, tokenizer, next(iter(train)))
+                loss = _forward_backward(config, model, tokenizer, next(iter(data.train)))
             except Exception as err:
                 raise AssertionError(f"preset {name}: {type(err).__name__}: {err}") from err
             assert math.isfinite(loss), name
@@ -477,7 +462,7 @@ def test_10_an_out_that_is_a_file_is_one_line_naming_the_option(shapes, tmp_path
     captions = write_karpathy(tmp_path, ["x.png"])
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     commands = [
-        ["pretrain", "--config", "vilta-tiny-baseline", "--out", file, *data_overrides(shapes)],
+        ["pretrain", "--config", "vilta-tiny-baseline", "--out", file, *data_overrides(shapes, **SMALL_DATA)],
         ["data", "synth", "--out", file, "--images", 10],
         ["data", "pack", "--captions", captions, "--images-root", tmp_path, "--out", file],
     ]
@@ -505,7 +490,7 @@ def test_10_a_decompression_bomb_in_pack_is_skipped_naming_it(tmp_path, capsys, 
 )  # fmt: skip
 def test_10_a_shard_that_cannot_be_read_is_one_line_naming_it(url, expected):
     with pytest.raises(FormatError) as err:
-        list(iter_webdataset(url, rank=0, world_size=1))
+        list(iter_webdataset(url))
     assert str(err.value).startswith(f"{url}: {expected}")
 
 
@@ -541,7 +526,8 @@ def test_10_a_loader_position_past_the_data_says_the_data_changed(shapes):
 
 def test_10_overrides_after_resume_that_cannot_be_honoured_are_refused_in_one_line(shapes, tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["pretrain", "--config", "vilta-tiny-baseline", "--out", out, *data_overrides(shapes), *TINY_RUN]
+    data = data_overrides(shapes, **SMALL_DATA)
+    base = ["pretrain", "--config", "vilta-tiny-baseline", "--out", out, *data, *TINY_RUN]
     code, _ = run_cli([*base, "train.max_steps=1"], capsys)
     assert code == 0
     code, err = run_cli([*base, "--resume", "train.max_steps=2", "data.batch_size=3"], capsys)

@@ -30,6 +30,7 @@ from vlp.data.synthetic import (
     Scene,
     SceneObject,
     SynthConfig,
+    WorldSummary,
     assign_splits,
     caption_tokens,
     make_captions,
@@ -47,7 +48,7 @@ CONFIG = SynthConfig(num_images=N, seed=0)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> tuple[Path, str]:
+def world(tmp_path_factory) -> tuple[Path, WorldSummary]:
     out = tmp_path_factory.mktemp("shapes")
     return out, write_shapes_world(CONFIG, out)
 
@@ -84,13 +85,49 @@ def _files(root: Path) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- whole-world properties
 
 
-def test_summary_has_one_line_per_part(world):
-    _, summary = world
-    lines = summary.splitlines()
+def test_cli_summary_has_one_line_per_part(world):
+    from vlp.cli import _format_synth_summary
+
+    out, summary = world
+    lines = _format_synth_summary(summary).splitlines()
     assert [line.split(":")[0] for line in lines] == [
-        "images", "captions", "vqa", "gqa", "nlvr2", "snli-ve", "regions", "tokenizer",
+        "images", "captions", "vqa", "gqa", "nlvr2", "snli-ve", "regions", "tokenizer", "readme",
     ]  # fmt: skip
     assert lines[0].startswith(f"images: {N} (train ") and lines[1].startswith(f"captions: {5 * N} ")
+    assert all(line.split(" -> ")[-1].startswith(str(out)) for line in lines)
+
+
+def test_summaries_count_what_the_writers_wrote(world):
+    out, summary = world
+    assert summary.out == out and summary.images.folder == out / "images"
+    assert summary.images.count == N == len(list((out / "images").rglob("*.jpg")))
+    assert len(list((out / "images" / "train2014").iterdir())) == summary.images.splits["train"]
+    assert summary.captions.images == N and summary.captions.captions == 5 * N
+    vqa = summary.vqa
+    for subtype, count in vqa.questions.items():
+        raw = json.loads((vqa.folder / f"v2_OpenEnded_mscoco_{subtype}_questions.json").read_text())
+        assert len(raw["questions"]) == count
+        annotations = json.loads((vqa.folder / f"v2_mscoco_{subtype}_annotations.json").read_text())
+        assert {len(a["answers"]) for a in annotations["annotations"]} == {vqa.answers_per_question}
+    gqa = summary.gqa
+    for split, count in gqa.questions.items():
+        assert len(json.loads((gqa.folder / f"{split}_balanced_questions.json").read_text())) == count
+    assert gqa.images == N == len(list((gqa.folder / "images").iterdir()))
+    nlvr2 = summary.nlvr2
+    for split in ("train", "dev"):
+        lines = (nlvr2.folder / f"{split}.json").read_text().splitlines()
+        assert len(lines) == nlvr2.sentences[split]
+        assert len(list((nlvr2.folder / "images" / split).rglob("*.png"))) == 2 * nlvr2.pairs[split]
+    snli = summary.snli_ve
+    for split, count in snli.pairs.items():
+        assert len((snli.folder / f"snli_ve_{split}.jsonl").read_text().splitlines()) == count
+    assert snli.images == N == len(list((snli.folder / "flickr30k_images").iterdir()))
+    regions = list(read_region_tsv(summary.regions.path))
+    assert summary.regions.images == len(regions)
+    assert summary.regions.boxes == sum(len(r.boxes) for r in regions)
+    assert summary.regions.feature_dim == regions[0].features.shape[1]
+    assert summary.tokenizer.vocab_size == len(load_tokenizer(summary.tokenizer.folder))
+    assert summary.readme == out / "README.txt" and summary.readme.is_file()
 
 
 def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path):
@@ -232,7 +269,7 @@ def test_vqa_reads_back_with_ten_disagreeing_annotators(world, scenes):
         assert len(got) == len(raw["questions"]) > 0
         assert all((scenes[r.image_id].split == "train") == (subtype == "train2014") for r in got)
         records += got
-    assert f"vqa: {sum(1 for r in records if 'train2014' in r.image_path)} train2014" in summary
+    assert summary.vqa.questions["train2014"] == sum(1 for r in records if "train2014" in r.image_path)
     assert len({r.question_id for r in records}) == len(records)
     assert {r.answer_type for r in records} == {"yes/no", "number", "other"}
     assert {r.question_type for r in records} == {
@@ -305,10 +342,9 @@ def test_nlvr2_reads_back_with_png_pairs_and_both_labels(world):
         all_records += records
     labels = Counter(r.label for r in all_records)
     assert labels[True] >= len(all_records) // 4 and labels[False] >= len(all_records) // 4
-    assert (
-        f"{len(all_records) - len([r for r in all_records if r.identifier.startswith('dev')])} sentences"
-        in summary
-    )
+    assert summary.nlvr2.sentences == {
+        split: sum(r.identifier.startswith(f"{split}-") for r in all_records) for split in ("train", "dev")
+    }
 
 
 def test_nlvr2_statements_are_labelled_truthfully():
@@ -436,7 +472,7 @@ def test_region_tsv_matches_the_scenes_and_encodes_shape(world, scenes):
 def test_tokenizer_covers_every_caption_word(world):
     out, summary = world
     tokenizer = load_tokenizer(out / "tokenizer")
-    assert 300 <= len(tokenizer) <= 1000 and f"{len(tokenizer)} tokens" in summary
+    assert 300 <= len(tokenizer) <= 1000 and summary.tokenizer.vocab_size == len(tokenizer)
     data = json.loads((out / "dataset_shapes.json").read_text())
     vocab = tokenizer.get_vocab()
     words = {w for image in data["images"] for s in image["sentences"] for w in s["tokens"]}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vlp.config import DataConfig, TaskConfig, load_config
-from vlp.data.pipeline import ImageRegistry
+from vlp.data.examples import ImageRegistry
 from vlp.data.records import NLVR2Record, SNLIVERecord
 from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer

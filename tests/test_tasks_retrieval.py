@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vlp.config import DataConfig, load_config
-from vlp.data.pipeline import Collator
+from vlp.data.collate import Collator
 from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model

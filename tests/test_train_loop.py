@@ -23,8 +23,8 @@ from torch import nn
 from vlp.config import ModeScheduleConfig, TrainConfig
 from vlp.objectives.base import ObjectiveOutput
 from vlp.train import ModeSchedule, NonFiniteLossError, Trainer, find_latest
-from vlp.train.checkpoint import list_checkpoints, load_tensors, read_meta
-from vlp.train.logging import read_metrics
+from vlp.train.metrics_log import read_metrics
+from vlp.train.state import list_checkpoints, load_tensors, read_meta
 
 DIM = 4
 

@@ -12,9 +12,10 @@ from torch import nn
 
 from vlp.config import ConfigError, ModeScheduleConfig, TrainConfig
 from vlp.objectives.base import ObjectiveOutput, weighted_total
-from vlp.train import checkpoint as ckpt
-from vlp.train.logging import MetricsLogger, read_metrics
+from vlp.train import state as ckpt
+from vlp.train.metrics_log import MetricsLogger, read_metrics
 from vlp.train.optim import build_optimizer, build_scheduler, extra_parameters, is_no_decay, param_groups
+from vlp.train.rng import rng_state, set_rng_state
 from vlp.train.schedules import ModeSchedule, warmup_linear_decay
 
 # --------------------------------------------------------------------------- a tiny model
@@ -243,7 +244,7 @@ def save(out, step, model, keep=0, **extra):
         step,
         model_state=model.state_dict(),
         trainer_state={"step": step},
-        rank_state={"rng": ckpt.rng_state(), "loader": {"pos": step}},
+        rank_state={"rng": rng_state(), "loader": {"pos": step}},
         config_dict={"train": {"lr": 0.1}},
         keep=keep,
         **extra,
@@ -271,7 +272,7 @@ def test_checkpoint_round_trip_with_tied_weights_and_rng(tmp_path):
     assert ckpt.read_trainer_state(path) == {"step": 3}
     state = ckpt.read_rank_state(path, 0, 1)
     assert state["loader"] == {"pos": 3}
-    ckpt.set_rng_state(state["rng"])
+    set_rng_state(state["rng"])
     assert (random.random(), np.random.rand()) == expected[:2] and torch.equal(torch.rand(2), expected[2])
     with pytest.raises(ckpt.CheckpointError, match="1 process.* this run has 2"):
         ckpt.read_rank_state(path, 0, 2)
@@ -310,7 +311,7 @@ def test_crash_mid_write_leaves_latest_loadable(tmp_path, monkeypatch):
 
     # A crash after the directory is in place but before the marker moves: the marker still decides.
     monkeypatch.setattr(ckpt, "_write_torch", real_write)
-    monkeypatch.setattr(ckpt, "replace_file_atomically", lambda *a: (_ for _ in ()).throw(OSError("killed")))
+    monkeypatch.setattr(ckpt, "replace_text", lambda *a, **k: (_ for _ in ()).throw(OSError("killed")))
     with pytest.raises(OSError, match="killed"):
         save(tmp_path, 2, model)
     assert ckpt.find_latest(tmp_path) == good

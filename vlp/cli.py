@@ -8,12 +8,39 @@ import sys
 
 def _cmd_data_synth(args: argparse.Namespace) -> None:
     from vlp.data.synthetic import SynthConfig, write_shapes_world
-    from vlp.train.checkpoint import prepare_out_dir
+    from vlp.train.state import prepare_out_dir
 
     config = SynthConfig(num_images=args.images, seed=args.seed, image_size=args.image_size)
     config.validate()
     summary = write_shapes_world(config, prepare_out_dir(args.out), overwrite=args.overwrite)
-    print(summary)
+    print(_format_synth_summary(summary))
+
+
+def _format_synth_summary(summary) -> str:
+    """One line per part of a :class:`vlp.data.synthetic.WorldSummary`: what was written, how much, where."""
+    images, vqa, gqa, nlvr2, snli = summary.images, summary.vqa, summary.gqa, summary.nlvr2, summary.snli_ve
+    regions, tokenizer = summary.regions, summary.tokenizer
+    splits = ", ".join(f"{name} {count}" for name, count in images.splits.items())
+    return "\n".join(
+        (
+            f"images: {images.count} ({splits}) -> {images.folder}",
+            f"captions: {summary.captions.captions} for {summary.captions.images} images "
+            f"-> {summary.captions.path}",
+            f"vqa: {vqa.questions['train2014']} train2014 + {vqa.questions['val2014']} val2014 questions, "
+            f"{vqa.answers_per_question} answers each -> {vqa.folder}",
+            f"gqa: {gqa.questions['train']} train + {gqa.questions['val']} val questions, "
+            f"{gqa.images} images linked -> {gqa.folder}",
+            f"nlvr2: {nlvr2.pairs['train']} train pairs / {nlvr2.sentences['train']} sentences, "
+            f"{nlvr2.pairs['dev']} dev pairs / {nlvr2.sentences['dev']} sentences -> {nlvr2.folder}",
+            f"snli-ve: {snli.pairs['train']} train + {snli.pairs['dev']} dev + {snli.pairs['test']} test "
+            f"pairs, {snli.images} images linked -> {snli.folder}",
+            f"regions: {regions.images} images, {regions.boxes} boxes, {regions.feature_dim}-d features "
+            f"-> {regions.path}",
+            f"tokenizer: WordPiece, {tokenizer.vocab_size} tokens from {tokenizer.texts} texts "
+            f"-> {tokenizer.folder}",
+            f"readme: what each part holds -> {summary.readme}",
+        )
+    )
 
 
 def _cmd_data_tokenizer(args: argparse.Namespace) -> None:
@@ -29,7 +56,7 @@ def _cmd_data_tokenizer(args: argparse.Namespace) -> None:
 def _cmd_data_pack(args: argparse.Namespace) -> None:
     from vlp.data.formats.karpathy import read_karpathy
     from vlp.data.formats.webdataset import write_shards
-    from vlp.train.checkpoint import prepare_out_dir
+    from vlp.train.state import prepare_out_dir
 
     records = read_karpathy(args.captions, images_root=args.images_root, split=args.split)
     records = _packable(records, args)
@@ -316,11 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as err:
         # a non-finite loss stops training with a message naming the step, the losses and the checkpoint;
         # a checkpoint that cannot be written or read names the file
-        loop, checkpoint = sys.modules.get("vlp.train.loop"), sys.modules.get("vlp.train.checkpoint")
+        loop, state = sys.modules.get("vlp.train.loop"), sys.modules.get("vlp.train.state")
         if loop is not None and isinstance(err, loop.NonFiniteLossError):
             print(f"vlp: error: {err}", file=sys.stderr)
             return 3
-        if checkpoint is not None and isinstance(err, checkpoint.CheckpointError):
+        if state is not None and isinstance(err, state.CheckpointError):
             print(f"vlp: error: {err}", file=sys.stderr)
             return 2
         raise

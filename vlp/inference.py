@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from vlp.config import DataConfig
-from vlp.data.pipeline import Collator, ImageRegistry
+from vlp.data.collate import Collator
+from vlp.data.examples import ImageRegistry
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models.checkpoint import load, read_config
 from vlp.tasks import retrieval

@@ -4,8 +4,8 @@ The VQA part follows the published rules of the official VQA evaluation script
 (``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` of GT-Vision-Lab/VQA), quirks included, so that
 scores computed here match the leaderboard's:
 
-* a prediction is cleaned with :func:`normalize_answer` (newlines and tabs to spaces, strip, punctuation,
-  then lower-case, number words to digits, articles dropped, contractions restored);
+* a prediction is cleaned with :func:`vlp.data.answers.normalize_answer` (newlines and tabs to spaces,
+  strip, punctuation, then lower-case, number words to digits, articles dropped, contractions restored);
 * the ground-truth answers are left as they are when all annotators gave the same string, otherwise
   only their punctuation is processed (the released annotations are already normalised otherwise);
 * the score is the mean, over each annotator left out in turn, of ``min(1, matches among the rest / 3)``.
@@ -13,104 +13,12 @@ scores computed here match the leaderboard's:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-# --------------------------------------------------------------------------- VQA answer normalisation
-
-# Characters removed, or turned into a space, by the punctuation step. The apostrophe, the colon and
-# the period are not in the list (periods have their own rule below).
-_PUNCTUATION = ';/[]"{}()=+\\_-><@`,?!'
-# A comma between two digits anywhere in the answer ("1,000") switches every punctuation character from
-# "replace by a space" to "delete".
-_DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
-# A period not followed by a digit is deleted ("3.5" keeps its period). The official call passes
-# ``re.UNICODE`` (== 32) positionally as the substitution count, so at most 32 periods go; we keep that.
-_PERIOD = re.compile(r"\.(?!\d)")
-_PERIOD_MAX_SUBSTITUTIONS = 32
-
-_NUMBER_WORDS = {
-    "none": "0",
-    "zero": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-    "ten": "10",
-}
-_ARTICLES = frozenset({"a", "an", "the"})
-
-# The official contraction table: a word equal to a key becomes the value. It is applied after
-# lower-casing, so the few capitalised keys never match; they are kept to mirror the table as published
-# (as is its odd "somebody'd" -> "somebodyd" entry).
-_CONTRACTIONS_TABLE = """
-aint ain't | arent aren't | cant can't | couldve could've | couldnt couldn't | couldn'tve couldn't've
-couldnt've couldn't've | didnt didn't | doesnt doesn't | dont don't | hadnt hadn't | hadnt've hadn't've
-hadn'tve hadn't've | hasnt hasn't | havent haven't | hed he'd | hed've he'd've | he'dve he'd've | hes he's
-howd how'd | howll how'll | hows how's | Id've I'd've | I'dve I'd've | Im I'm | Ive I've | isnt isn't
-itd it'd | itd've it'd've | it'dve it'd've | itll it'll | let's let's | maam ma'am | mightnt mightn't
-mightnt've mightn't've | mightn'tve mightn't've | mightve might've | mustnt mustn't | mustve must've
-neednt needn't | notve not've | oclock o'clock | oughtnt oughtn't | ow's'at 'ow's'at | 'ows'at 'ow's'at
-'ow'sat 'ow's'at | shant shan't | shed've she'd've | she'dve she'd've | she's she's | shouldve should've
-shouldnt shouldn't | shouldnt've shouldn't've | shouldn'tve shouldn't've | somebody'd somebodyd
-somebodyd've somebody'd've | somebody'dve somebody'd've | somebodyll somebody'll | somebodys somebody's
-someoned someone'd | someoned've someone'd've | someone'dve someone'd've | someonell someone'll
-someones someone's | somethingd something'd | somethingd've something'd've | something'dve something'd've
-somethingll something'll | thats that's | thered there'd | thered've there'd've | there'dve there'd've
-therere there're | theres there's | theyd they'd | theyd've they'd've | they'dve they'd've | theyll they'll
-theyre they're | theyve they've | twas 'twas | wasnt wasn't | wed've we'd've | we'dve we'd've | weve we've
-werent weren't | whatll what'll | whatre what're | whats what's | whatve what've | whens when's
-whered where'd | wheres where's | whereve where've | whod who'd | whod've who'd've | who'dve who'd've
-wholl who'll | whos who's | whove who've | whyll why'll | whyre why're | whys why's | wont won't
-wouldve would've | wouldnt wouldn't | wouldnt've wouldn't've | wouldn'tve wouldn't've | yall y'all
-yall'll y'all'll | y'allll y'all'll | yall'd've y'all'd've | y'alld've y'all'd've | y'all'dve y'all'd've
-youd you'd | youd've you'd've | you'dve you'd've | youll you'll | youre you're | youve you've
-"""
-CONTRACTIONS: dict[str, str] = dict(
-    pair.split() for pair in _CONTRACTIONS_TABLE.replace("\n", " | ").split("|") if pair.strip()
-)
-
-
-def process_punctuation(text: str) -> str:
-    """The official punctuation step (no lower-casing, no word mapping)."""
-    delete_all = _DIGIT_COMMA_DIGIT.search(text) is not None
-    out = text
-    for mark in _PUNCTUATION:
-        # Whether a mark is deleted or spaced out is decided on the input text, as the official code does.
-        if delete_all or mark + " " in text or " " + mark in text:
-            out = out.replace(mark, "")
-        else:
-            out = out.replace(mark, " ")
-    return _PERIOD.sub("", out, count=_PERIOD_MAX_SUBSTITUTIONS)
-
-
-def process_digits_articles(text: str) -> str:
-    """The official word step: lower-case, number words to digits, drop articles, restore contractions."""
-    words = []
-    for word in text.lower().split():
-        word = _NUMBER_WORDS.get(word, word)
-        if word not in _ARTICLES:
-            words.append(CONTRACTIONS.get(word, word))
-    return " ".join(words)
-
-
-def normalize_answer(text: str) -> str:
-    """Normalise an answer exactly as the official VQA evaluation normalises a prediction.
-
-    >>> normalize_answer("The two dogs!")
-    '2 dogs'
-    """
-    text = text.replace("\n", " ").replace("\t", " ").strip()
-    return process_digits_articles(process_punctuation(text))
-
+from vlp.data.answers import normalize_answer, process_punctuation
 
 # --------------------------------------------------------------------------- VQA accuracy
 
@@ -158,6 +66,11 @@ def vqa_soft_score(logits: Tensor, targets: Tensor) -> Tensor:
         )
     best = logits.argmax(dim=1, keepdim=True)
     return targets.gather(1, best).squeeze(1).float()
+
+
+def mean_vqa_soft_score(logits: Tensor, targets: Tensor) -> float:
+    """The mean of :func:`vqa_soft_score` over the questions; 0.0 for no question."""
+    return vqa_soft_score(logits, targets).mean().item() if logits.shape[0] else 0.0
 
 
 # --------------------------------------------------------------------------- retrieval
@@ -234,7 +147,11 @@ def retrieval_recalls(
 
 
 def accuracy(pred: Tensor | Sequence, target: Tensor | Sequence) -> float:
-    """Fraction of correct predictions. ``pred`` is labels ``[N]`` or scores ``[N, C]`` (arg-max taken)."""
+    """Fraction of correct predictions. ``pred`` is labels ``[N]`` or scores ``[N, C]`` (arg-max taken).
+
+    No examples (``N == 0``, e.g. a batch without a masked token) give 0.0, so a training metric never
+    fails on an empty batch; predictions and targets of different lengths are a ValueError.
+    """
     pred = torch.as_tensor(pred)
     target = torch.as_tensor(target)
     if pred.dim() == target.dim() + 1:
@@ -244,5 +161,5 @@ def accuracy(pred: Tensor | Sequence, target: Tensor | Sequence) -> float:
             f"accuracy: predictions {tuple(pred.shape)} and targets {tuple(target.shape)} differ"
         )
     if target.numel() == 0:
-        raise ValueError("accuracy: no examples")
+        return 0.0
     return (pred == target).float().mean().item()

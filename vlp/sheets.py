@@ -18,13 +18,14 @@ import functools
 import math
 import os
 import unicodedata
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from vlp.files import replace_atomically
 
 __all__ = ["SheetEntry", "cell_boxes", "draw_contact_sheet"]
 
@@ -513,23 +514,7 @@ def draw_contact_sheet(
     sheet = _render(entries, thumb, title, layout)
 
     target = Path(path)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # os.open with 0o666 so the sheet gets the usual umask permissions (mkstemp would make it 0600).
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        return replace_atomically(target, lambda temp: sheet.save(temp, format="PNG"), durable=True)
     except OSError as exc:
         raise _os_error(exc, target) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            sheet.save(handle, format="PNG")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise _os_error(exc, target) from exc
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return target

@@ -1,6 +1,6 @@
 """The data side: format readers -> records -> typed batches.
 
-Public names of the pipeline are importable from here lazily (``from vlp.data import PairDataset``), so
+Public names of the data side are importable from here lazily (``from vlp.data import PairDataset``), so
 importing a reader does not pull in torch-heavy modules.
 """
 
@@ -15,14 +15,14 @@ _EXPORTS = {
     "swap_left_right": "vlp.data.images",
     "mask_tokens": "vlp.data.masking",
     "replaceable_vocab_mask": "vlp.data.masking",
-    "Example": "vlp.data.pipeline",
-    "PairDataset": "vlp.data.pipeline",
-    "QADataset": "vlp.data.pipeline",
-    "StreamPairDataset": "vlp.data.pipeline",
-    "Collator": "vlp.data.pipeline",
-    "PretrainLoader": "vlp.data.pipeline",
-    "TooManyBadExamples": "vlp.data.pipeline",
-    "build_pretrain_loaders": "vlp.data.pipeline",
+    "Example": "vlp.data.examples",
+    "PairDataset": "vlp.data.examples",
+    "QADataset": "vlp.data.qa",
+    "StreamPairDataset": "vlp.data.stream",
+    "Collator": "vlp.data.collate",
+    "PretrainLoader": "vlp.data.loader",
+    "TooManyBadExamples": "vlp.data.skips",
+    "build_pretrain_loaders": "vlp.data.build",
     "Batch": "vlp.data.batch",
     "VisualInput": "vlp.data.batch",
 }

@@ -3,7 +3,8 @@
 ``config.json`` holds the :class:`~vlp.config.ModelConfig` (as built: fields a pretrained directory
 decided are filled in), the vocabulary size, the architecture, a format version, the encoders' own
 Hugging Face configs (so no pretrained directory is needed to load), the fingerprint of the tokenizer's
-vocabulary (``vocab_hash``, when saved with one) and free-form ``extra``.
+vocabulary (``vocab_hash``, when saved with one), the answer classes of a QA head trained in
+pre-training (``answer_vocab``, index = class, when saved with one) and free-form ``extra``.
 Tied tensors (an MLM decoder sharing the word embeddings) are stored once.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from vlp.config import config_from_dict, config_to_dict
+from vlp.files import replace_atomically
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +42,27 @@ def shared_groups(state: dict[str, Tensor]) -> list[list[str]]:
     return [names for names in groups.values() if len(names) > 1]
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_pretrained(
     model: nn.Module,
     directory: str | Path,
     tokenizer: Any = None,
     extra_config: dict | None = None,
     task: dict | None = None,
+    answer_vocab: Sequence[str] | None = None,
 ) -> Path:
     """Write ``config.json``, ``model.safetensors`` and (when given) the tokenizer files to ``directory``.
 
     ``task``: what a fine-tuned model needs besides its weights (task name, answer vocabulary, ...; see
-    :mod:`vlp.tasks.model`), stored as ``config.json["task"]``.
+    :mod:`vlp.tasks.model`), stored as ``config.json["task"]``. ``answer_vocab``: the answers of the
+    model's own QA head (one per ``model.num_answers`` class), read back by :func:`read_answer_vocab`.
     """
     from safetensors.torch import save_file
 
+    if answer_vocab is not None and len(answer_vocab) != model.config.num_answers:
+        raise ValueError(
+            f"answer_vocab lists {len(answer_vocab)} answers for a QA head of "
+            f"model.num_answers={model.config.num_answers}"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
@@ -79,11 +82,13 @@ def save_pretrained(
         from vlp.data.tokenizer import vocab_hash
 
         config["vocab_hash"] = vocab_hash(tokenizer)
+    if answer_vocab is not None:
+        config["answer_vocab"] = list(answer_vocab)
     if task is not None:
         config["task"] = task
     metadata = {"format": "pt", "vlp_format_version": str(FORMAT_VERSION)}
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=metadata))
-    _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    replace_atomically(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=metadata))
+    replace_atomically(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(directory))
     return directory
@@ -107,6 +112,16 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path}: missing fields {missing}")
     return config
+
+
+def read_answer_vocab(directory: str | Path) -> list[str] | None:
+    """The answers of the checkpoint's QA head (index = class), None when it records none.
+
+    Checkpoints written before this was a field of its own kept it in ``extra``; those are read too.
+    """
+    config = read_config(directory)
+    answers = config.get("answer_vocab", config.get("extra", {}).get("answer_vocab") or None)
+    return list(answers) if answers is not None else None
 
 
 def stored_vocab_hash(directory: str | Path) -> str | None:

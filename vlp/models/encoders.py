@@ -176,7 +176,7 @@ def _text_config_from_fields(cfg: TextEncoderConfig, vocab_size: int):
     return BertConfig(max_position_embeddings=cfg.max_position_embeddings, **common)
 
 
-def _mlm_head_state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+def mlm_head_state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     """Map BertForMaskedLM (``cls.predictions.*``) / RobertaForMaskedLM (``lm_head.*``) keys onto MLMHead."""
     names = {
         "cls.predictions.transform.dense.weight": "transform.weight",
@@ -199,9 +199,7 @@ def _mlm_head_state(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def _load_mlm_head(head: MLMHead, directory: Path, tied: bool) -> bool:
     """Load the directory's MLM head weights into ``head``; False when the directory has none."""
-    state = _mlm_head_state(
-        read_tensors(directory, ("cls.predictions.", "lm_head."), "model.text.pretrained")
-    )
+    state = mlm_head_state(read_tensors(directory, ("cls.predictions.", "lm_head."), "model.text.pretrained"))
     needed = {"transform.weight", "transform.bias", "norm.weight", "norm.bias", "bias"}
     if not needed <= state.keys():
         return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from vlp.models.common import count_components
+from vlp.models.parameters import count_components
 
 
 def parameter_table(model: nn.Module) -> str:

@@ -30,10 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlp.config import ModelConfig
+from vlp.config import FUSION_MODES, ModelConfig
 from vlp.data.batch import VisualInput
-from vlp.models.common import check_visual_mask, group_parameters, log_report, patchify, with_cls_row
-from vlp.models.encoders import TextLanguageModel, _mlm_head_state, read_tensors, require_dir, weight_file
+from vlp.models.encoders import TextLanguageModel, mlm_head_state, read_tensors, require_dir, weight_file
 from vlp.models.heads import Heads
 from vlp.models.layers import (
     LAYER_NORM_EPS,
@@ -45,8 +44,9 @@ from vlp.models.layers import (
     pool_tokens,
 )
 from vlp.models.outputs import FusedFeatures, ImageFeatures, TextFeatures
-
-MODES = ("single", "two")
+from vlp.models.parameters import group_parameters
+from vlp.models.protocol import VisionLanguageModel
+from vlp.models.visual import check_visual_mask, patchify, require_pixels, with_cls_row
 
 
 def init_token_parameters(module: nn.Module, std: float) -> None:
@@ -162,8 +162,8 @@ class StackTextEncoder(nn.Module):
         return x
 
 
-class SemVLP(nn.Module):
-    """See the module docstring. ``mode`` (attribute) is the default of :meth:`fuse`."""
+class SemVLP(VisionLanguageModel):
+    """See the module docstring."""
 
     arch = "semvlp"
 
@@ -193,7 +193,6 @@ class SemVLP(nn.Module):
             )
         cfg.text.vocab_size = vocab
         self.vocab_size = vocab
-        self.mode = "single"
         cross_layers = self._cross_layer_indices(cfg)
         width = cfg.hidden_size
 
@@ -235,8 +234,7 @@ class SemVLP(nn.Module):
         )
         if directory is not None:
             self._load_bert(directory, report)
-        self.load_report = report
-        log_report(report)
+        self.report_loading(report)
 
     # ----------------------------------------------------------------------- building
 
@@ -317,7 +315,7 @@ class SemVLP(nn.Module):
         )
         tensors = {k.removeprefix("bert."): v for k, v in tensors.items()}
         state = bert_to_stack_state(tensors)
-        head_state = _mlm_head_state({k: v for k, v in tensors.items() if k.startswith("cls.")})
+        head_state = mlm_head_state({k: v for k, v in tensors.items() if k.startswith("cls.")})
         head_state.pop("decoder.weight", None)
         state.update({f"heads.mlm_head.{k}": v for k, v in head_state.items()})
         own = self.state_dict()
@@ -348,10 +346,11 @@ class SemVLP(nn.Module):
 
     # ----------------------------------------------------------------------- protocol
 
-    def _resolve_mode(self, mode: str | None) -> str:
-        mode = mode or self.mode
-        if mode not in MODES:
-            raise ValueError(f"SemVLP mode: expected one of {MODES}, got {mode!r}")
+    @staticmethod
+    def _resolve_mode(mode: str | None) -> str:
+        mode = mode or "single"
+        if mode not in FUSION_MODES:
+            raise ValueError(f"SemVLP mode: expected one of {FUSION_MODES}, got {mode!r}")
         return mode
 
     def embed_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextFeatures:
@@ -359,9 +358,7 @@ class SemVLP(nn.Module):
 
     def embed_image(self, visual: VisualInput, visual_mask: Tensor | None = None) -> ImageFeatures:
         if self.config.visual_input == "patches":
-            if visual.pixel_values is None:
-                raise ValueError("SemVLP (model.visual_input=patches) needs VisualInput.pixel_values")
-            pixels = visual.pixel_values
+            pixels = require_pixels(visual, "SemVLP (model.visual_input=patches)")
             check_visual_mask(visual_mask, pixels.shape[0], 1 + self.visual_embeddings.num_patches)
             hidden = self.visual_embeddings(pixels, visual_mask)
             mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
@@ -389,7 +386,7 @@ class SemVLP(nn.Module):
     def fuse(
         self, text: TextFeatures, image: ImageFeatures, image_index: Tensor, mode: str | None = None
     ) -> FusedFeatures:
-        """Pair text ``b`` with image ``image_index[b]``; ``mode``: single | two (default ``self.mode``)."""
+        """Pair text ``b`` with image ``image_index[b]``; ``mode``: single | two (None: single)."""
         mode = self._resolve_mode(mode)
         t, t_mask = text.hidden, text.mask
         v, v_mask = image.hidden[image_index], image.mask[image_index]
@@ -426,26 +423,15 @@ class SemVLP(nn.Module):
         pooled = pool_tokens(self.run_stack(image.hidden, image.mask), image.mask, self.config.pooling)
         return F.normalize(self.heads.itc_image(pooled), dim=-1)
 
-    def contrastive_embeddings(self, text: TextFeatures, image: ImageFeatures) -> tuple[Tensor, Tensor]:
-        """:meth:`text_itc_embeddings` and :meth:`image_itc_embeddings`."""
-        return self.text_itc_embeddings(text), self.image_itc_embeddings(image)
-
-    def mlm_logits(self, fused: FusedFeatures, positions: Tensor) -> Tensor:
-        return self.heads.mlm(fused.text[positions])
-
     def text_language_model(self) -> TextLanguageModel:
         """The shared stack in text-only mode + the MLM head (modules shared with this model)."""
         return TextLanguageModel(StackTextEncoder(self.text_embeddings, self.layers), self.heads.mlm_head)
 
-    def text_mlm_logits(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor) -> Tensor:
-        return self.text_language_model()(input_ids, attention_mask, positions)
-
     def visual_targets(self, visual: VisualInput) -> Tensor:
         """Patches: the pixels of each patch flattened; regions: the feature vector; zeros for [CLS]."""
         if self.config.visual_input == "patches":
-            if visual.pixel_values is None:
-                raise ValueError("SemVLP (model.visual_input=patches) needs VisualInput.pixel_values")
-            return with_cls_row(patchify(visual.pixel_values, self.config.vision.patch_size))
+            pixels = require_pixels(visual, "SemVLP (model.visual_input=patches)")
+            return with_cls_row(patchify(pixels, self.config.vision.patch_size))
         if visual.region_features is None:
             raise ValueError("SemVLP (model.visual_input=regions) needs VisualInput.region_features")
         return with_cls_row(visual.region_features)

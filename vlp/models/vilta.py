@@ -20,23 +20,17 @@ from torch import Tensor, nn
 
 from vlp.config import ModelConfig
 from vlp.data.batch import VisualInput
-from vlp.models.common import (
-    check_visual_mask,
-    group_parameters,
-    log_report,
-    patchify,
-    require_pixels,
-    sync_text_fields,
-    sync_vision_fields,
-    with_cls_row,
-)
+from vlp.models.encoder_fields import sync_text_fields, sync_vision_fields
 from vlp.models.encoders import TextLanguageModel, build_text_encoder, build_vision_encoder
 from vlp.models.heads import Heads
 from vlp.models.layers import CoAttentionLayer, Pooler, attention_bias, init_bert_weights, pool_tokens
 from vlp.models.outputs import FusedFeatures, ImageFeatures, TextFeatures
+from vlp.models.parameters import group_parameters
+from vlp.models.protocol import VisionLanguageModel
+from vlp.models.visual import check_visual_mask, patchify, require_pixels, with_cls_row
 
 
-class ViLTA(nn.Module):
+class ViLTA(VisionLanguageModel):
     """See the module docstring. ``hf_configs`` rebuilds the encoders from saved configs (no directory)."""
 
     arch = "vilta"
@@ -62,7 +56,6 @@ class ViLTA(nn.Module):
         sync_vision_fields(self.config, self.vision_encoder.hf_config)
         self.vocab_size = self.text_encoder.hf_config.vocab_size
         self.patch_size = self.vision_encoder.patch_size
-        self.mode = None  # ViLTA has one fusion mode; kept for the shared model protocol
 
         width = config.hidden_size
         layer_args = (width, config.num_heads, config.intermediate_size, config.dropout)
@@ -92,8 +85,7 @@ class ViLTA(nn.Module):
             word_embeddings=self.text_encoder.word_embeddings,
             text_mlm=text_mlm,
         )
-        self.load_report = text_report + vision_report
-        log_report(self.load_report)
+        self.report_loading(text_report + vision_report)
 
     def _fusion_modules(self) -> list[nn.Module]:
         return [
@@ -131,7 +123,8 @@ class ViLTA(nn.Module):
     def fuse(
         self, text: TextFeatures, image: ImageFeatures, image_index: Tensor, mode: str | None = None
     ) -> FusedFeatures:
-        """Pair text ``b`` with image ``image_index[b]`` (a gather; images are not re-encoded).
+        """Pair text ``b`` with image ``image_index[b]`` (a gather; images are not re-encoded); ViLTA has
+        one fusion mode, so ``mode`` is ignored.
 
         The first image self-attention depends on the image alone, so it runs once per image and is
         gathered with the image states; the rest runs per pair.
@@ -159,19 +152,9 @@ class ViLTA(nn.Module):
         pooled = pool_tokens(image.hidden, image.mask, self.config.pooling)
         return F.normalize(self.heads.itc_image(pooled), dim=-1)
 
-    def contrastive_embeddings(self, text: TextFeatures, image: ImageFeatures) -> tuple[Tensor, Tensor]:
-        """:meth:`text_itc_embeddings` and :meth:`image_itc_embeddings`."""
-        return self.text_itc_embeddings(text), self.image_itc_embeddings(image)
-
-    def mlm_logits(self, fused: FusedFeatures, positions: Tensor) -> Tensor:
-        return self.heads.mlm(fused.text[positions])
-
     def text_language_model(self) -> TextLanguageModel:
         """The text encoder + its own MLM head (modules shared with this model)."""
         return TextLanguageModel(self.text_encoder, self.heads.text_mlm_head)
-
-    def text_mlm_logits(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor) -> Tensor:
-        return self.text_language_model()(input_ids, attention_mask, positions)
 
     def visual_targets(self, visual: VisualInput) -> Tensor:
         """Per image token: the (already normalised) pixels of its patch, flattened; zeros for [CLS]."""

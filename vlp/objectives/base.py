@@ -12,7 +12,6 @@ from torch import Tensor, nn
 
 # The loss names the trainer knows; ``ObjectivesConfig.weights`` is keyed by them.
 LOSS_NAMES = ("mlm", "itm", "itc", "mvm", "qa", "text_mlm")
-IGNORE_INDEX = -100
 
 
 def weighted_total(losses: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
@@ -72,13 +71,6 @@ def zero_loss(like: Tensor) -> Tensor:
     must produce gradients for the same parameters.
     """
     return like.sum() * 0.0
-
-
-def accuracy(logits: Tensor, labels: Tensor) -> float:
-    """Fraction of rows whose argmax equals the label (0.0 for no rows)."""
-    if labels.numel() == 0:
-        return 0.0
-    return (logits.argmax(-1) == labels).float().mean().item()
 
 
 def image_groups(image_index: Tensor, image_group: Tensor, num_images: int) -> Tensor:

@@ -19,6 +19,7 @@ from vlp.config import ITCConfig
 from vlp.data.batch import Batch
 from vlp.models.outputs import ImageFeatures, TextFeatures
 from vlp.objectives.base import ObjectiveOutput, image_groups, zero_loss
+from vlp.ranks import rank_and_world_size
 
 
 class ContrastiveTemperature(nn.Module):
@@ -62,18 +63,14 @@ class ContrastiveTemperature(nn.Module):
         return 1.0 / self().item()
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` from every rank along dim 0 (sizes may differ), keeping the gradient to each rank's
     own rows. Without an initialised process group (or with one rank) returns ``x``."""
-    if not _distributed():
+    _, world = rank_and_world_size()
+    if world == 1:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    world = dist.get_world_size()
     size = torch.tensor([x.shape[0]], device=x.device)
     sizes = [torch.zeros_like(size) for _ in range(world)]
     dist.all_gather(sizes, size)

@@ -18,8 +18,10 @@ from torch import Tensor, nn
 
 from vlp.config import SoftLabelConfig
 from vlp.data.batch import Batch
+from vlp.data.masking import IGNORE_INDEX
+from vlp.metrics import accuracy
 from vlp.models.outputs import FusedFeatures
-from vlp.objectives.base import IGNORE_INDEX, ObjectiveOutput, accuracy, zero_loss
+from vlp.objectives.base import ObjectiveOutput, zero_loss
 from vlp.objectives.teacher import teacher_predict
 
 

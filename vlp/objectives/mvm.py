@@ -23,11 +23,11 @@ from torch import Tensor, nn
 
 from vlp.config import MVMConfig
 from vlp.data.batch import Batch
+from vlp.data.masking import IGNORE_INDEX
+from vlp.metrics import accuracy
 from vlp.models.outputs import FusedFeatures
 from vlp.objectives.base import (
-    IGNORE_INDEX,
     ObjectiveOutput,
-    accuracy,
     sample_positions,
     warn_once,
     zero_loss,

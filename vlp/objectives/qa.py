@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
+from vlp.metrics import mean_vqa_soft_score
 from vlp.objectives.base import ObjectiveOutput, zero_loss
 
 
@@ -27,13 +28,6 @@ def qa_loss(logits: Tensor, targets: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), targets.float()) * logits.shape[1]
 
 
-def vqa_score(logits: Tensor, targets: Tensor) -> float:
-    """Mean soft score of the argmax answer (the VQA accuracy of the predictions); 0.0 for no question."""
-    if logits.shape[0] == 0:
-        return 0.0
-    return targets.gather(1, logits.argmax(1, keepdim=True)).float().mean().item()
-
-
 def qa_objective(model: nn.Module, pooled: Tensor, batch: Batch) -> ObjectiveOutput:
     """QA on the rows of ``pooled`` [B, P] (clean pairs) whose ``batch.has_answer`` is set."""
     if batch.has_answer is None or batch.answer_targets is None:
@@ -44,5 +38,5 @@ def qa_objective(model: nn.Module, pooled: Tensor, batch: Batch) -> ObjectiveOut
     logits = model.heads.qa(pooled[rows])
     targets = batch.answer_targets[rows].to(logits.device)
     with torch.no_grad():
-        metrics = {"qa_score": vqa_score(logits, targets), "qa_questions": float(rows.sum().item())}
+        metrics = {"qa_score": mean_vqa_soft_score(logits, targets), "qa_questions": float(rows.sum().item())}
     return ObjectiveOutput(losses={"qa": qa_loss(logits, targets)}, metrics=metrics)

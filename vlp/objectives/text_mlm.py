@@ -11,7 +11,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
-from vlp.objectives.base import IGNORE_INDEX, ObjectiveOutput, accuracy
+from vlp.data.masking import IGNORE_INDEX
+from vlp.metrics import accuracy
+from vlp.objectives.base import ObjectiveOutput
 from vlp.objectives.mlm import mlm_loss
 
 

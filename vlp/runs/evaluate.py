@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlp.config import DataConfig
-from vlp.data.pipeline import Collator, ImageRegistry
+from vlp.data.collate import Collator
+from vlp.data.examples import ImageRegistry
 from vlp.data.tokenizer import load_tokenizer
+from vlp.files import write_json
 from vlp.models.checkpoint import load, read_config
 from vlp.sheets import SheetEntry, draw_contact_sheet
 from vlp.tasks import get_task, retrieval
-from vlp.tasks.base import require_images, write_json
+from vlp.tasks.base import require_images
 from vlp.tasks.data import task_loader
 from vlp.tasks.model import backbone_image_size, load_task_model
 from vlp.train.distributed import all_gather_lists, init_distributed

@@ -16,20 +16,23 @@ from pathlib import Path
 import torch
 
 from vlp.config import Config, ConfigError, ModeScheduleConfig, config_to_dict, load_config
-from vlp.data.pipeline import Collator, ImageRegistry, PairDataset, PretrainLoader
+from vlp.data.collate import Collator
+from vlp.data.examples import ImageRegistry, PairDataset
+from vlp.data.loader import PretrainLoader
 from vlp.data.tokenizer import load_tokenizer
+from vlp.files import write_json
 from vlp.models import build_model
 from vlp.models.checkpoint import load, read_config, save_pretrained
 from vlp.objectives import PretrainingObjectives
 from vlp.tasks import get_task, retrieval
-from vlp.tasks.base import require_images, write_json
+from vlp.tasks.base import require_images
 from vlp.tasks.data import task_loader
 from vlp.tasks.model import TaskModel, TaskStep, backbone_image_size, save_task_model
-from vlp.train.checkpoint import run_lock
 from vlp.train.distributed import init_distributed
 from vlp.train.evaluate import RetrievalEvaluator, TaskEvaluator
 from vlp.train.loop import Trainer
 from vlp.train.schedules import ModeSchedule
+from vlp.train.state import run_lock
 
 log = logging.getLogger(__name__)
 

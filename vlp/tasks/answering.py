@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from vlp.data.examples import ImageRegistry
 from vlp.data.images import swap_left_right
-from vlp.data.pipeline import ImageRegistry
 from vlp.models.heads import ClassifierMLP
 from vlp.tasks.base import Task, TaskItem, pair_example
 

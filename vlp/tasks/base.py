@@ -17,7 +17,6 @@ result file. Nothing here imports the training code.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from torch import Tensor, nn
 
 from vlp.config import TaskConfig
 from vlp.data.batch import Batch
-from vlp.data.pipeline import Example, ImageRegistry, image_key
+from vlp.data.examples import Example, ImageRegistry, image_key
 
 
 class TaskDataError(ValueError):
@@ -274,15 +273,3 @@ class Task:
         predictions = {self.uid(r): Prediction(self.uid(r), majority, 1.0) for r in records}
         scores = self.score(predictions, records)
         return {"majority": scores[self.metric]} if self.metric in scores else {}
-
-
-def write_json(path: str | os.PathLike, value: Any) -> Path:
-    """Write ``value`` as JSON atomically (a temp file beside it, then a rename); returns the path."""
-    import json
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path

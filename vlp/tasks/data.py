@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from torch.utils.data import Dataset
 
 from vlp.config import DataConfig
-from vlp.data.pipeline import Collated, Collator, PretrainLoader
+from vlp.data.collate import Collated, Collator
+from vlp.data.loader import PretrainLoader
 from vlp.tasks.base import Task, TaskBatch, TaskItem
 
 

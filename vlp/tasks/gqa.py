@@ -24,8 +24,8 @@ from torch import Tensor
 
 from vlp.config import TaskConfig
 from vlp.data.formats.gqa import read_gqa
+from vlp.data.masking import IGNORE_INDEX
 from vlp.data.records import GQARecord
-from vlp.objectives.base import IGNORE_INDEX
 from vlp.tasks.answering import AnswerTask, vocabulary
 from vlp.tasks.base import TaskItem, split_file
 

@@ -15,14 +15,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vlp.config import DataConfig
+from vlp.config import FUSION_MODES, DataConfig
 from vlp.data.batch import Batch
+from vlp.files import replace_atomically
 from vlp.models.checkpoint import load, read_config, save_pretrained
 from vlp.objectives.base import ObjectiveOutput
 from vlp.tasks.base import Prediction, Task, TaskBatch
 
 TASK_HEAD_FILE = "task_head.safetensors"
-FUSION_MODES = ("single", "two")
 
 
 class TaskModel(nn.Module):
@@ -110,9 +110,7 @@ def save_task_model(model: TaskModel, directory: str | Path, tokenizer: Any, dat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-    tmp = directory / f".{TASK_HEAD_FILE}.tmp"
-    save_file(head, str(tmp))
-    tmp.replace(directory / TASK_HEAD_FILE)
+    replace_atomically(directory / TASK_HEAD_FILE, lambda tmp: save_file(head, str(tmp)))
     return save_pretrained(model.backbone, directory, tokenizer=tokenizer, task=model.task_entry(data))
 
 

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vlp.data.examples import ImageRegistry
 from vlp.data.formats.nlvr2 import read_nlvr2
-from vlp.data.pipeline import ImageRegistry
 from vlp.data.records import NLVR2Record
 from vlp.models.heads import ClassifierMLP
 from vlp.tasks.base import Task, TaskItem, pair_example, split_file

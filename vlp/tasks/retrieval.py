@@ -29,9 +29,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from vlp.data.collate import Collator
+from vlp.data.examples import Example, image_key
 from vlp.data.formats.karpathy import read_karpathy
-from vlp.data.pipeline import Collator, Example, image_key
 from vlp.data.records import CaptionRecord
+from vlp.files import replace_atomically
 from vlp.metrics import recall_at_k
 from vlp.models.outputs import ImageFeatures, TextFeatures
 from vlp.tasks.base import Task, TaskDataError
@@ -135,14 +137,10 @@ class Gallery:
         """One safetensors file (the keys in its metadata), written atomically."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"hidden": self.hidden, "mask": self.mask, "embeddings": self.embeddings}
-        tmp = path.with_name(f".{path.name}.tmp")
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         metadata = {"kind": self.kind, "keys": json.dumps(self.keys)}
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-        return path
+        return replace_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Gallery:

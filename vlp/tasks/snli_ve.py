@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vlp.data.examples import ImageRegistry
 from vlp.data.formats.snli_ve import LABELS, read_snli_ve  # LABELS: entailment, neutral, contradiction
-from vlp.data.pipeline import ImageRegistry
 from vlp.data.records import SNLIVERecord
 from vlp.models.heads import ClassifierMLP
 from vlp.tasks.base import Task, TaskItem, pair_example, split_file

@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from vlp.config import TaskConfig
 from vlp.data.formats.vqa import answer_targets, build_answer_vocab, read_vqa
 from vlp.data.records import VQARecord
-from vlp.metrics import vqa_accuracy
+from vlp.metrics import mean_vqa_soft_score, vqa_accuracy
+from vlp.objectives.qa import qa_loss
 from vlp.tasks.answering import AnswerTask
 from vlp.tasks.base import TaskItem, split_file
 
@@ -96,11 +96,9 @@ class VQATask(AnswerTask):
     # ---- model
 
     def loss(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, float]]:
-        logits = logits.float()
-        loss = F.binary_cross_entropy_with_logits(logits, targets) * targets.shape[1]
         with torch.no_grad():
-            chosen = targets.gather(1, logits.argmax(1, keepdim=True))
-        return loss, {"vqa_score": chosen.mean().item()}
+            score = mean_vqa_soft_score(logits, targets)
+        return qa_loss(logits, targets), {"vqa_score": score}
 
     # ---- evaluation
 

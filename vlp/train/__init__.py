@@ -1,11 +1,11 @@
 """Training: the loop (one process, DDP or FSDP under torchrun), optimiser groups, LR and mode schedules,
 atomic checkpoints and logs."""
 
-from vlp.train.checkpoint import find_latest, load_model_weights, save_checkpoint
 from vlp.train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
 from vlp.train.loop import NonFiniteLossError, Trainer
 from vlp.train.optim import build_optimizer, build_scheduler, extra_parameters, is_no_decay, param_groups
 from vlp.train.schedules import ModeSchedule, warmup_linear_decay
+from vlp.train.state import find_latest, load_model_weights, save_checkpoint
 
 __all__ = [
     "DistInfo",

@@ -16,6 +16,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from vlp.ranks import rank_and_world_size
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -59,7 +61,7 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
     else the CPU.
     """
     if dist.is_available() and dist.is_initialized():
-        rank, world_size = dist.get_rank(), dist.get_world_size()
+        rank, world_size = rank_and_world_size()
         local_rank = _env_int("LOCAL_RANK", rank)
         return DistInfo(rank, world_size, local_rank, _pick_device(local_rank, device), rank == 0)
     world_size = _env_int("WORLD_SIZE", 1)
@@ -85,7 +87,7 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
 
 
 def _active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return rank_and_world_size()[1] > 1
 
 
 def barrier() -> None:

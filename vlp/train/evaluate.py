@@ -8,7 +8,6 @@ predictions, and every rank computes the same metrics, so a best-checkpoint deci
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import torch
 from vlp.tasks.base import Prediction, Task
 from vlp.tasks.model import TaskModel
 from vlp.train.distributed import all_gather_lists
-from vlp.train.loop import PRECISIONS
+from vlp.train.precision import autocast
 
 
 @dataclass
@@ -30,13 +29,6 @@ class Evaluation:
     items_per_s: float
 
 
-def _autocast(device: torch.device, precision: str):
-    dtype = PRECISIONS.get(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def predict_split(
     model: TaskModel, loader, device: torch.device, precision: str = "fp32", top_k: int = 5
 ) -> tuple[dict[str | int, Prediction], int]:
@@ -45,7 +37,7 @@ def predict_split(
     model.eval()
     local: list[Prediction] = []
     try:
-        with torch.no_grad(), _autocast(device, precision):
+        with torch.no_grad(), autocast(device, precision):
             for batch in loader:
                 local.extend(model.predict(batch.to(device), top_k=top_k))
     finally:

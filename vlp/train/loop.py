@@ -19,7 +19,7 @@ stopped after N steps and resumed produces the same losses, logs and weights as 
 Validation runs under its own fixed seed and restores the training RNG afterwards, so it neither
 perturbs training nor varies between evaluations.
 
-Safety: ``fit`` holds the run directory's lock (:func:`vlp.train.checkpoint.run_lock`) throughout; a step
+Safety: ``fit`` holds the run directory's lock (:func:`vlp.train.state.run_lock`) throughout; a step
 whose loss or gradient norm is not finite stops the run before the weights change; resuming compares the
 checkpoint's config with the new one (changeable keys are applied and logged, any other change is
 refused) and falls back to the newest intact checkpoint when the latest one is broken.
@@ -30,38 +30,40 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vlp.config import ConfigError, TrainConfig, validate
-from vlp.train import checkpoint as ckpt
+from vlp.files import replace_dir
+from vlp.train import fsdp
+from vlp.train import state as ckpt
 from vlp.train.distributed import (
     DistInfo,
     all_reduce_max,
     all_reduce_mean,
-    all_reduce_min_int,
     barrier,
     init_distributed,
 )
-from vlp.train.logging import MetricsLogger, Progress
+from vlp.train.metrics_log import MetricsLogger, Progress
 from vlp.train.optim import build_optimizer, build_scheduler, extra_parameters
+from vlp.train.precision import autocast
+from vlp.train.resume import apply_learning_rates, check_resume_config, load_model_state
+from vlp.train.rng import isolated_rng, rng_state, seed_all, set_rng_state
 from vlp.train.schedules import warmup_linear_decay
+from vlp.train.step_stats import LogWindow, add_metrics, detached_losses, host_values, split_reduced
+from vlp.train.validation import validate_step_module
 
 if TYPE_CHECKING:
     from vlp.objectives.base import ObjectiveOutput
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _VAL_SEED_OFFSET = 1_000_003
 BEST_DIR = "best"  # OUT/best: the exported model of the best evaluation (fine-tuning)
 
@@ -87,71 +89,6 @@ class Loader(Protocol):
     def set_epoch(self, epoch: int) -> None: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
-
-
-@contextlib.contextmanager
-def isolated_rng(seed: int):
-    """Run a block under a fixed seed, then put every RNG (python, numpy, torch, cuda) back."""
-    saved = ckpt.rng_state()
-    _seed_all(seed)
-    try:
-        yield
-    finally:
-        ckpt.set_rng_state(saved)
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class _Window:
-    """Sums over the steps since the last train log event (saved in checkpoints for exact resumption)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.steps = 0
-        self.samples = 0
-        self.losses: dict[str, list[float]] = {}  # name -> [sum, count]
-        self.metrics: dict[str, list[float]] = {}
-        self.grad_norm: Tensor | float = 0.0
-        self.started = time.perf_counter()
-
-    @staticmethod
-    def _add(table: dict[str, list[float]], values: dict[str, float]) -> None:
-        for name, value in values.items():
-            entry = table.setdefault(name, [0.0, 0])
-            entry[0] += value
-            entry[1] += 1
-
-    def add(self, losses: dict[str, float], metrics: dict[str, float], samples: int, grad_norm) -> None:
-        self.steps += 1
-        self.samples += samples
-        self._add(self.losses, losses)
-        self._add(self.metrics, metrics)
-        if grad_norm is not None:
-            self.grad_norm = self.grad_norm + grad_norm
-
-    def state_dict(self) -> dict:
-        grad_norm = self.grad_norm.item() if isinstance(self.grad_norm, Tensor) else float(self.grad_norm)
-        return {
-            "steps": self.steps,
-            "samples": self.samples,
-            "losses": self.losses,
-            "metrics": self.metrics,
-            "grad_norm": grad_norm,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.reset()
-        self.steps = state["steps"]
-        self.samples = state["samples"]
-        self.losses = {k: list(v) for k, v in state["losses"].items()}
-        self.metrics = {k: list(v) for k, v in state["metrics"].items()}
-        self.grad_norm = state["grad_norm"]
 
 
 class Trainer:
@@ -198,7 +135,7 @@ class Trainer:
             log.warning("train.fsdp is set but this is a single process: training without sharding")
         self.wrapped: nn.Module = self.step_module
         if self.fsdp:
-            self._shard()
+            self._replicated = fsdp.shard(self.step_module, self.model, device, self.dist.world_size)
         elif self.dist.distributed:
             self.wrapped = DistributedDataParallel(
                 self.step_module,
@@ -215,7 +152,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self._iter: Iterator[Any] | None = None
-        self._window = _Window()
+        self._window = LogWindow()
         self.last_metrics: dict[str, float] = {}
         if evaluator is not None and self.fsdp:
             raise ConfigError(
@@ -228,72 +165,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
 
-    def _shard(self) -> None:
-        """FSDP2: shard every trainable block of a ModuleList (transformer layers), then the rest at the root.
-
-        Blocks must be called through their ``forward``; everything else is gathered when the step
-        module runs. Autocast provides bf16 compute as without FSDP; parameters and gradients stay fp32.
-        FSDP cannot shard scalar parameters (e.g. a learnable temperature): those stay replicated and
-        their gradients are averaged over the processes by :meth:`_sync_replicated_grads`. Frozen
-        parameters outside the model (a teacher) are not sharded either: every process keeps a full copy.
-        """
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
-
-        mesh = init_device_mesh(self.device.type, (self.dist.world_size,))
-        self._replicated = [p for p in self.step_module.parameters() if p.ndim == 0]
-        in_model = {id(p) for p in self.model.parameters()}
-        frozen_outside = {
-            p for p in self.step_module.parameters() if not p.requires_grad and id(p) not in in_model
-        }
-        ignored = set(self._replicated) | frozen_outside
-        for module in self.model.modules():
-            if isinstance(module, nn.ModuleList):
-                for block in module:
-                    if any(p.requires_grad and p.ndim > 0 for p in block.parameters()):
-                        fully_shard(block, mesh=mesh, ignored_params=ignored)
-        fully_shard(self.step_module, mesh=mesh, ignored_params=ignored)
-
-    def _sync_replicated_grads(self) -> None:
-        """FSDP: average the gradients of the parameters FSDP leaves alone (scalars) over the processes."""
-        import torch.distributed as dist
-
-        for p in self._replicated:
-            if not p.requires_grad:
-                continue
-            if p.grad is None:  # unused on this process this step; the others may have used it
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad.div_(self.dist.world_size)
-
     def _clip_gradients(self, max_norm: float) -> Tensor:
         """Clip the global gradient norm to ``max_norm`` (``inf``: only measure it); the norm before."""
-        if not self.fsdp:
-            return torch.nn.utils.clip_grad_norm_(self._params, max_norm).detach()
-        from torch.distributed.tensor import DTensor
-
-        grads = [p.grad for p in self._params if p.grad is not None]
-        squares = []
-        for group in (
-            [g for g in grads if isinstance(g, DTensor)],
-            [g for g in grads if not isinstance(g, DTensor)],
-        ):
-            if group:
-                norm = torch.nn.utils.get_total_norm(group)
-                norm = norm.full_tensor() if isinstance(norm, DTensor) else norm
-                squares.append(norm.float().pow(2))
-        total = torch.stack(squares).sum().sqrt() if squares else torch.zeros((), device=self.device)
-        coef = min(1.0, max_norm / (total.item() + 1e-6))
-        if coef < 1.0:
-            for g in grads:
-                g.mul_(coef)
-        return total
-
-    def _autocast(self):
-        dtype = PRECISIONS[self.cfg.precision]
-        return torch.autocast(
-            device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-        )
+        if self.fsdp:
+            return fsdp.clip_sharded_gradients(self._params, max_norm, self.device)
+        return torch.nn.utils.clip_grad_norm_(self._params, max_norm).detach()
 
     # ------------------------------------------------------------------ data
 
@@ -314,18 +190,7 @@ class Trainer:
     def _model_and_extra_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:
         """The model's state, the extra trainable parameters by name, the optimizer's state."""
         if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                get_model_state_dict,
-                get_optimizer_state_dict,
-            )
-
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            full = get_model_state_dict(self.step_module, options=options)
-            optim = get_optimizer_state_dict(self.step_module, self.optimizer, options=options)
-            model_state = {k[len("model.") :]: v for k, v in full.items() if k.startswith("model.")}
-            extra_state = {k: v for k, v in full.items() if k in self.extra_params}
-            return model_state, extra_state, optim
+            return fsdp.full_states(self.step_module, self.optimizer, self.extra_params)
         extra_state = {name: p.detach() for name, p in self.extra_params.items()}
         return self.model.state_dict(), extra_state, self.optimizer.state_dict()
 
@@ -342,7 +207,7 @@ class Trainer:
             "best": self.best,
         }
         rank_state = {
-            "rng": ckpt.rng_state(),
+            "rng": rng_state(),
             "loader": self.train_loader.state_dict(),
             "window": self._window.state_dict(),
         }
@@ -386,9 +251,9 @@ class Trainer:
 
     def _read_checkpoint(self, path: Path) -> tuple[dict, dict, dict[str, Tensor], dict[str, Tensor], list]:
         """Every file this process needs from ``path``, after checking the saved config against this run's;
-        last the config changes to apply (see :meth:`_config_changes`)."""
+        last the config changes to apply (see :func:`vlp.train.resume.check_resume_config`)."""
         ckpt.read_meta(path)
-        applied = self._config_changes(path)
+        applied = check_resume_config(path, self.config_dict)
         trainer_state = ckpt.read_trainer_state(path)
         rank_state = ckpt.read_rank_state(path, self.dist.rank, self.dist.world_size)
         model_state = ckpt.load_tensors(path / ckpt.MODEL_FILE)
@@ -400,54 +265,22 @@ class Trainer:
             )
         return trainer_state, rank_state, model_state, extra_state, applied
 
-    def _config_changes(self, path: Path) -> list[str]:
-        """The changes of this run's config to the one ``path`` was written with, all of which resume can
-        apply; any other change is a ``ConfigError`` naming each key with its old and new value."""
-        saved = ckpt.read_saved_config(path)
-        if saved is None or self.config_dict is None:
-            return []
-        applied, refused = ckpt.resume_config_changes(saved, self.config_dict)
-        if refused:
-            raise ConfigError(
-                f"--resume: {path / ckpt.CONFIG_FILE} was written with another config, and these keys cannot "
-                f"change on resume: {'; '.join(refused)}. Resume with the old values, or start a new run in "
-                "another directory (see 'What resume honours' in the README)"
-            )
-        return applied
-
     def _restore(
         self, path: Path, trainer_state: dict, rank_state: dict, model_state: dict, extra_state: dict
     ) -> None:
         fresh_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]  # from this run's config
         if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                set_model_state_dict,
-                set_optimizer_state_dict,
-            )
-
-            # Not strict: the step module's frozen state outside the model is not in checkpoints.
-            options = StateDictOptions(full_state_dict=True, strict=False)
-            full = {f"model.{k}": v for k, v in model_state.items()}
-            full.update(extra_state)
-            result = set_model_state_dict(self.step_module, full, options=options)
-            missing = [k for k in result.missing_keys if k.startswith("model.")]
-            if missing or result.unexpected_keys:
-                raise ckpt.CheckpointError(
-                    f"{path} does not match the model: missing {missing[:5]}, "
-                    f"unexpected {list(result.unexpected_keys)[:5]}"
-                )
-            set_optimizer_state_dict(
-                self.step_module, self.optimizer, trainer_state["optimizer"], options=options
+            fsdp.load_full_states(
+                self.step_module, self.optimizer, path, model_state, extra_state, trainer_state["optimizer"]
             )
         else:
-            self._load_model_state(path, model_state)
+            load_model_state(self.model, path, model_state)
             with torch.no_grad():
                 for name, param in self.extra_params.items():
                     param.copy_(extra_state[name])
             self.optimizer.load_state_dict(trainer_state["optimizer"])
         self.scheduler.load_state_dict(trainer_state["scheduler"])
-        self._apply_learning_rates(fresh_lrs)
+        apply_learning_rates(self.optimizer, self.scheduler, fresh_lrs)
         if self.scaler is not None and trainer_state.get("scaler"):
             self.scaler.load_state_dict(trainer_state["scaler"])
         self.step = int(trainer_state["step"])
@@ -458,36 +291,8 @@ class Trainer:
         self.train_loader.load_state_dict(rank_state["loader"])
         self._iter = None
         self._window.load_state_dict(rank_state["window"])
-        ckpt.set_rng_state(rank_state["rng"])
+        set_rng_state(rank_state["rng"])
         log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
-
-    def _load_model_state(self, path: Path, state: dict[str, Tensor]) -> None:
-        """The model's weights from ``state``; a mismatch is one line naming the first differing keys."""
-        mine = self.model.state_dict()
-        problems = {
-            "missing": [k for k in mine if k not in state],
-            "unexpected": [k for k in state if k not in mine],
-            "shape mismatch": [
-                f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-                for k, v in mine.items()
-                if k in state and state[k].shape != v.shape
-            ],
-        }
-        if any(problems.values()):
-            shown = "; ".join(f"{name} {items[:3]}" for name, items in problems.items() if items)
-            raise ckpt.CheckpointError(f"{path / ckpt.MODEL_FILE} does not match the model: {shown}")
-        self.model.load_state_dict(state)
-
-    def _apply_learning_rates(self, base_lrs: list[float]) -> None:
-        """This run's base learning rates (``train.lr`` x multipliers) on the restored optimizer, at the
-        restored point of the schedule (the optimizer's saved state would otherwise keep the old ones)."""
-        self.scheduler.base_lrs = list(base_lrs)
-        for group, base, factor in zip(
-            self.optimizer.param_groups, base_lrs, self.scheduler.lr_lambdas, strict=True
-        ):
-            group["initial_lr"] = base
-            group["lr"] = base * factor(self.scheduler.last_epoch)
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     # ------------------------------------------------------------------ one step
 
@@ -502,33 +307,22 @@ class Trainer:
             last = micro == cfg.grad_accum - 1
             no_sync = isinstance(self.wrapped, DistributedDataParallel) and not last
             with self.wrapped.no_sync() if no_sync else contextlib.nullcontext():
-                with self._autocast():
+                with autocast(self.device, self.cfg.precision):
                     out = self._checked(self.wrapped(batch, self.step))
                 scaled = out.total / cfg.grad_accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            values = {name: loss.detach().float() for name, loss in out.losses.items()}
-            values["total"] = out.total.detach().float()
-            detached.append(values)
-            for name, value in out.metrics.items():
-                metrics.setdefault(name, []).append(float(value))
+            detached.append(detached_losses(out))
+            add_metrics(metrics, out)
 
         # One host sync per step: every loss value, which also tells whether they are finite.
-        names = sorted({name for values in detached for name in values})
-        flat = torch.stack([values[n] for values in detached for n in names if n in values]).tolist()
-        per_name: dict[str, list[float]] = {}
-        index = 0
-        for values in detached:
-            for n in names:
-                if n in values:
-                    per_name.setdefault(n, []).append(flat[index])
-                    index += 1
+        per_name = host_values(detached)
         step_losses = {n: sum(v) / len(v) for n, v in per_name.items()}
         bad_here = not all(math.isfinite(v) for v in per_name["total"])
         if all_reduce_max(1.0 if bad_here else 0.0) > 0:
             self._fail_non_finite(step_losses, bad_here)
 
         if self.fsdp:
-            self._sync_replicated_grads()
+            fsdp.sync_replicated_grads(self._replicated, self.dist.world_size)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         grad_norm = self._clip_gradients(cfg.clip_norm if cfg.clip_norm > 0 else math.inf)
@@ -572,16 +366,14 @@ class Trainer:
         if window.steps == 0:
             return
         elapsed = time.perf_counter() - window.started
-        local: dict[str, float] = {f"loss/{n}": s / c for n, (s, c) in window.losses.items()}
-        local.update({f"metric/{n}": s / c for n, (s, c) in window.metrics.items()})
+        local = window.means()
         if self.cfg.clip_norm > 0:
             grad_norm = window.grad_norm.item() if isinstance(window.grad_norm, Tensor) else window.grad_norm
             local["metric/grad_norm"] = grad_norm / window.steps
         local["samples"] = float(window.samples)
         local["elapsed"] = elapsed
         reduced = all_reduce_mean(local)
-        losses = {k[len("loss/") :]: v for k, v in reduced.items() if k.startswith("loss/")}
-        metrics = {k[len("metric/") :]: v for k, v in reduced.items() if k.startswith("metric/")}
+        losses, metrics = split_reduced(reduced)
         total_samples = reduced["samples"] * self.dist.world_size
         elapsed = max(reduced["elapsed"], 1e-9)
         lr = self.cfg.lr * warmup_linear_decay(self.step - 1, self.cfg.warmup_steps, self.cfg.max_steps)
@@ -598,7 +390,6 @@ class Trainer:
         self.last_metrics.update({f"train/{k}": v for k, v in {**losses, **metrics}.items()})
         window.reset()
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mean losses and metrics over ``val_batches`` batches of the val loader (all of it if <= 0).
 
@@ -609,52 +400,17 @@ class Trainer:
         """
         if self.val_loader is None:
             return {}
-        loader = self.val_loader
-        n = self.cfg.val_batches
-        if hasattr(loader, "__len__"):
-            n = len(loader) if n <= 0 else min(n, len(loader))
-        elif n <= 0:
-            raise ConfigError("train.val_batches: must be > 0 when the val loader has no length")
-        n = all_reduce_min_int(n)  # every process must run the same number of (FSDP) forwards
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(0)
-        self.step_module.eval()
-        detached: list[dict[str, Tensor]] = []
-        metrics: dict[str, list[float]] = {}
-        started = time.perf_counter()
-        samples = 0
-        try:
-            with isolated_rng(self.cfg.seed + _VAL_SEED_OFFSET + self.dist.rank):
-                for _, batch in zip(range(n), loader, strict=False):
-                    batch = batch.to(self.device)
-                    samples += batch.size
-                    with self._autocast():
-                        out = self._checked(self.step_module(batch, self.step))
-                    values = {name: loss.detach().float() for name, loss in out.losses.items()}
-                    values["total"] = out.total.detach().float()
-                    detached.append(values)
-                    for name, value in out.metrics.items():
-                        metrics.setdefault(name, []).append(float(value))
-        finally:
-            self.step_module.train()
-        sums: dict[str, list[float]] = {}
-        for values in detached:
-            for name, value in values.items():
-                entry = sums.setdefault(f"loss/{name}", [0.0, 0])
-                entry[0] += value.item()
-                entry[1] += 1
-        local = {k: s / c for k, (s, c) in sums.items()}
-        local.update({f"metric/{k}": sum(v) / len(v) for k, v in metrics.items()})
-        elapsed = time.perf_counter() - started
-        local["samples"] = float(samples)
-        local["elapsed"] = elapsed
-        reduced = all_reduce_mean(local)
-        losses_out = {k[len("loss/") :]: v for k, v in reduced.items() if k.startswith("loss/")}
-        metrics_out = {k[len("metric/") :]: v for k, v in reduced.items() if k.startswith("metric/")}
-        result = {"losses": losses_out, "metrics": metrics_out}
-        result["samples_per_s"] = reduced["samples"] * self.dist.world_size / max(reduced["elapsed"], 1e-9)
-        result["batches"] = n
-        return result
+        return validate_step_module(
+            self.step_module,
+            self.val_loader,
+            batches=self.cfg.val_batches,
+            step=self.step,
+            seed=self.cfg.seed + _VAL_SEED_OFFSET + self.dist.rank,
+            device=self.device,
+            precision=self.cfg.precision,
+            world_size=self.dist.world_size,
+            checked=self._checked,
+        )
 
     def _run_evaluation(self, logger: MetricsLogger) -> None:
         """The evaluator's task metrics (every rank computes the same); a new best is exported to
@@ -669,19 +425,9 @@ class Trainer:
             self.best = {"step": self.step, "metric": name, "value": metrics[name]}
             log.info("step %d: best %s so far (%.4f)", self.step, name, metrics[name])
             if self.export is not None and self.dist.is_main:
-                self._export_best()
+                replace_dir(self.out_dir / BEST_DIR, self.export)
             barrier()
         self.last_metrics.update({f"best/{name}": self.best["value"], "best/step": float(self.best["step"])})
-
-    def _export_best(self) -> None:
-        best, tmp, old = (self.out_dir / name for name in (BEST_DIR, f".{BEST_DIR}.tmp", f".{BEST_DIR}.old"))
-        for leftover in (tmp, old):
-            shutil.rmtree(leftover, ignore_errors=True)
-        self.export(tmp)
-        if best.exists():
-            best.rename(old)
-        tmp.rename(best)
-        shutil.rmtree(old, ignore_errors=True)
 
     def _run_validation(self, logger: MetricsLogger) -> None:
         if self.evaluator is not None:
@@ -725,7 +471,7 @@ class Trainer:
         else:
             if resume:
                 log.info("no checkpoint in %s: starting from scratch", self.out_dir)
-            _seed_all(cfg.seed + self.dist.rank)
+            seed_all(cfg.seed + self.dist.rank)
             self.train_loader.set_epoch(self.epoch)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)

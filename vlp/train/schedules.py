@@ -10,8 +10,6 @@ from fractions import Fraction
 
 from vlp.config import ConfigError, ModeScheduleConfig
 
-MODES = ("single", "two")
-
 
 def warmup_linear_decay(step: int, warmup_steps: int, max_steps: int) -> float:
     """LR factor for step ``step``: linear warm-up to 1, then linear decay towards 0 at ``max_steps``.

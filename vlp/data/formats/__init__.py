@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from vlp.data.formats.errors import FormatError
+from vlp.data.formats.reading import FormatError
 
 _EXPORTS = {
     "read_karpathy": "karpathy",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 
-from vlp.data.formats.errors import FormatError, check_file, field, load_json, optional_field
+from vlp.data.formats.reading import FormatError, check_file, field, load_json, optional_field
 from vlp.data.records import GQARecord
 
 

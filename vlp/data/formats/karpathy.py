@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 
-from vlp.data.formats.errors import FormatError, field, load_json
+from vlp.data.formats.reading import FormatError, field, load_json
 from vlp.data.records import CaptionRecord
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from vlp.data.formats.errors import FormatError, field, iter_jsonl, optional_field
+from vlp.data.formats.reading import FormatError, field, iter_jsonl, optional_field
 from vlp.data.records import NLVR2Record
 
 _LABELS = {"true": True, "false": False}

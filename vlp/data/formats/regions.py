@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from vlp.data.formats.errors import FormatError, check_file
+from vlp.data.formats.reading import FormatError, check_file
 from vlp.data.records import RegionFeatureRecord
 
 FIELDNAMES = (

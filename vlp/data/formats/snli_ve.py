@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from vlp.data.formats.errors import FormatError, field, iter_jsonl
+from vlp.data.formats.reading import FormatError, field, iter_jsonl
 from vlp.data.records import SNLIVERecord
 
 LABELS = ("entailment", "neutral", "contradiction")

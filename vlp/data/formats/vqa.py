@@ -18,9 +18,9 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 
-from vlp.data.formats.errors import FormatError, field, load_json
+from vlp.data.answers import normalize_answer
+from vlp.data.formats.reading import FormatError, field, load_json
 from vlp.data.records import VQARecord
-from vlp.metrics import normalize_answer
 
 # Question subtypes whose images live in another COCO folder.
 _IMAGE_SUBTYPE = {"test-dev2015": "test2015"}
@@ -154,7 +154,7 @@ def answer_score(count: int) -> float:
 def answer_targets(record: VQARecord, vocab_index: dict[str, int]) -> dict[int, float]:
     """``{answer class: soft score}`` for the annotator answers of ``record`` that are in the vocabulary.
 
-    Answers are normalised with :func:`vlp.metrics.normalize_answer` and counted; each count becomes a
+    Answers are normalised with :func:`vlp.data.answers.normalize_answer` and counted; each count becomes a
     score with :func:`answer_score`. Answers outside the vocabulary are dropped (so the scores of a
     question may be all zero, i.e. an empty dict).
     """

@@ -1,4 +1,4 @@
-"""Image-caption WebDataset shards, as img2dataset writes them: read (streaming, sharded) and write.
+"""Image-caption WebDataset shards, as img2dataset writes them: parsed into records, and written.
 
 A shard is a tar file whose members come in groups sharing a key: ``KEY.jpg`` (the image; ``.png`` and
 ``.webp`` are read too), ``KEY.txt`` (the caption) and optionally ``KEY.json`` (img2dataset metadata:
@@ -6,9 +6,8 @@ A shard is a tar file whose members come in groups sharing a key: ``KEY.jpg`` (t
 list). Shards are named by local paths, brace patterns (``shards/shard-{000000..000009}.tar``), URLs
 (``http(s)://``, fetched with curl) or ``pipe:<command>``; opening goes through ``webdataset.gopen``.
 
-Reading splits the work so that each sample is seen by exactly one (DDP rank, dataloader worker) per
-epoch: with at least as many shards as (rank, worker) slots, whole shards go round-robin to the slots;
-with fewer, the slots that share a shard take every n-th sample of it.
+Reading parses the shards it is given, in order; which process reads which shards (DDP ranks,
+dataloader workers) and any shuffling is decided by the caller (:mod:`vlp.data.stream`).
 """
 
 from __future__ import annotations
@@ -17,17 +16,14 @@ import io
 import json
 import logging
 import os
-import random
 import re
 import tarfile
 from collections.abc import Iterator, Sequence
 from urllib.parse import urlparse
 
-import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import IterableDataset, get_worker_info
 
-from vlp.data.formats.errors import FormatError
+from vlp.data.formats.reading import FormatError
 from vlp.data.records import CaptionRecord
 
 logger = logging.getLogger(__name__)
@@ -35,7 +31,7 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 
-# --------------------------------------------------------------------------- shard lists and assignment
+# --------------------------------------------------------------------------- shard lists
 
 
 def expand_shards(urls: str | Sequence[str]) -> list[str]:
@@ -66,29 +62,6 @@ def _local_path(url: str) -> str | None:
     if parsed.scheme == "file":
         return parsed.path
     return None
-
-
-def assign_shards(num_shards: int, num_slots: int, slot: int) -> list[tuple[int, int, int]]:
-    """What slot ``slot`` of ``num_slots`` reads: ``(shard index, stride, offset)`` triples.
-
-    The slot reads the samples ``offset, offset + stride, ...`` (0-based, in tar order) of each shard
-    listed. Over all slots every sample of every shard is read exactly once.
-    """
-    if num_shards < 1 or num_slots < 1 or not 0 <= slot < num_slots:
-        raise ValueError(
-            f"assign_shards: bad arguments num_shards={num_shards}, num_slots={num_slots}, slot={slot}"
-        )
-    if num_shards >= num_slots:
-        return [(shard, 1, 0) for shard in range(slot, num_shards, num_slots)]
-    shard = slot % num_shards
-    sharing = len(range(shard, num_slots, num_shards))  # slots that read this shard
-    return [(shard, sharing, slot // num_shards)]
-
-
-def _distributed_rank() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 # --------------------------------------------------------------------------- reading
@@ -185,110 +158,43 @@ def _image_bytes(files: dict[str, bytes]) -> bytes | None:
     return None
 
 
-class WebDatasetCaptions(IterableDataset):
-    """Streams :class:`CaptionRecord` from tar shards; see :func:`iter_webdataset`."""
-
-    def __init__(
-        self,
-        urls: str | Sequence[str],
-        *,
-        shuffle: int = 0,
-        seed: int = 0,
-        rank: int | None = None,
-        world_size: int | None = None,
-    ) -> None:
-        self.shards = expand_shards(urls)
-        if shuffle < 0:
-            raise ValueError(f"shuffle must be >= 0 (a buffer size), got {shuffle}")
-        self.shuffle = shuffle
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.epoch = 0
-        self.skipped = 0  # samples without an image or a caption (counted in this process)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Reshuffle differently for each epoch (when ``shuffle`` is on)."""
-        self.epoch = epoch
-
-    def _slot(self) -> tuple[int, int]:
-        rank, world = _distributed_rank()
-        rank = rank if self.rank is None else self.rank
-        world = world if self.world_size is None else self.world_size
-        if not 0 <= rank < world:
-            raise ValueError(f"rank {rank} is outside a world of size {world}")
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return rank * workers + worker, world * workers
-
-    def __iter__(self) -> Iterator[CaptionRecord]:
-        slot, num_slots = self._slot()
-        order = list(range(len(self.shards)))
-        if self.shuffle:
-            # The same permutation on every slot, so the assignment still covers each shard once.
-            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
-        plan = [
-            (order[index], stride, offset)
-            for index, stride, offset in assign_shards(len(order), num_slots, slot)
-        ]
-        records = self._read(plan)
-        if self.shuffle > 1:
-            records = self._buffer_shuffle(records, random.Random(f"{self.seed}/{self.epoch}/{slot}"))
-        yield from records
-
-    def _read(self, plan: list[tuple[int, int, int]]) -> Iterator[CaptionRecord]:
-        for shard_index, stride, offset in plan:
-            url = self.shards[shard_index]
-            skipped = 0
-            for position, (key, files) in enumerate(_tar_groups(url)):
-                if position % stride != offset:
-                    continue
-                image = _image_bytes(files)
-                captions = _captions(files)
-                if image is None or not captions:
-                    skipped += 1
-                    continue
-                yield CaptionRecord(
-                    image_id=key, image_path=f"{url}/{key}", captions=captions, image_bytes=image
-                )
-            if skipped:
-                self.skipped += skipped
-                logger.warning("%s: skipped %d sample(s) without an image or a caption", url, skipped)
-
-    def _buffer_shuffle(
-        self, records: Iterator[CaptionRecord], rng: random.Random
-    ) -> Iterator[CaptionRecord]:
-        buffer: list[CaptionRecord] = []
-        for record in records:
-            if len(buffer) < self.shuffle:
-                buffer.append(record)
-                continue
-            index = rng.randrange(len(buffer))
-            yield buffer[index]
-            buffer[index] = record
-        rng.shuffle(buffer)
-        yield from buffer
-
-
-def iter_webdataset(
-    urls: str | list[str],
-    *,
-    shuffle: int = 0,
-    seed: int = 0,
-    rank: int | None = None,
-    world_size: int | None = None,
-) -> WebDatasetCaptions:
-    """An ``IterableDataset`` of :class:`CaptionRecord` read from image-caption shards.
+class WebDatasetReader:
+    """Parses image-caption shards into :class:`CaptionRecord` s; iterating reads every shard in order.
 
     Records carry ``image_id`` = the sample key, ``image_path`` = ``<shard>/<key>``, the image file's
     bytes in ``image_bytes``, and ``captions`` from the json ``captions`` list, else the txt. Samples
-    without an image or caption are skipped, counted in ``.skipped`` and logged. ``shuffle`` > 0
-    shuffles the shard order (same on all ranks, per ``seed`` and :meth:`~WebDatasetCaptions.set_epoch`)
-    and, when > 1, samples through a buffer of that size. ``rank`` / ``world_size`` default to
-    ``torch.distributed`` when initialised (else a single process); dataloader workers split further.
-    Ranks may receive a few samples more or less than each other.
+    without an image or caption are skipped, counted in ``.skipped`` (in this process) and logged.
     """
-    return WebDatasetCaptions(urls, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
+
+    def __init__(self, urls: str | Sequence[str]) -> None:
+        self.shards = expand_shards(urls)
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[CaptionRecord]:
+        for url in self.shards:
+            yield from self.read(url)
+
+    def read(self, url: str, stride: int = 1, offset: int = 0) -> Iterator[CaptionRecord]:
+        """The records of shard ``url`` at sample positions ``offset, offset + stride, ...`` (0-based,
+        in tar order)."""
+        skipped = 0
+        for position, (key, files) in enumerate(_tar_groups(url)):
+            if position % stride != offset:
+                continue
+            image = _image_bytes(files)
+            captions = _captions(files)
+            if image is None or not captions:
+                skipped += 1
+                continue
+            yield CaptionRecord(image_id=key, image_path=f"{url}/{key}", captions=captions, image_bytes=image)
+        if skipped:
+            self.skipped += skipped
+            logger.warning("%s: skipped %d sample(s) without an image or a caption", url, skipped)
+
+
+def iter_webdataset(urls: str | Sequence[str]) -> WebDatasetReader:
+    """The records of every sample of the shards ``urls`` names (see :class:`WebDatasetReader`)."""
+    return WebDatasetReader(urls)
 
 
 # --------------------------------------------------------------------------- writing

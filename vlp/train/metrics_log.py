@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from vlp.train.checkpoint import replace_file_atomically
+from vlp.files import replace_text
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class MetricsLogger:
             return
         events = read_metrics(self.path.parent, drop_torn_end=True)
         kept = "".join(json.dumps(e) + "\n" for e in events if int(e.get("step", 0)) <= step)
-        replace_file_atomically(self.path, kept)
+        replace_text(self.path, kept, durable=True)
 
     def log(
         self,

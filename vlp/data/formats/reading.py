@@ -1,4 +1,4 @@
-"""The error every format reader raises for bad content, and the small file helpers they share.
+"""Reading dataset files: the error every format reader raises for bad content, and the helpers they share.
 
 A missing file is a ``FileNotFoundError`` naming the path; a file that is there but does not follow the
 public layout is a ``FormatError`` naming the file, the record (index or id) and what was expected.

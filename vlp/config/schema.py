@@ -1,61 +1,16 @@
-"""Typed configuration: dataclasses are the single source of truth.
-
-A config is built from a YAML preset (by name from ``vlp/configs`` or by path), which may name a
-``base:`` preset it extends, and then from dotted ``key=value`` overrides given on the command line.
-An unknown key, a key given twice in one YAML mapping, a value of the wrong type or out of its range is
-an error that names the key and says what was expected; all of it is checked when the config is loaded,
-before any data is read. ``data.image_size`` follows ``model.vision.image_size`` (its one source).
-"""
+"""The config dataclasses, one per section; their fields (with comments) are the configuration reference."""
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-PRESET_DIR = Path(__file__).parent / "configs"
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not match the dataclasses below."""
-
-
-# A range check of one field: (holds, field name, what was expected). A dataclass below lists its checks
-# in a ``checks()`` method; :func:`validate` runs them all when a config is loaded.
-Check = tuple[bool, str, str]
-
-INT_GE_0, INT_GE_1 = "an integer >= 0", "an integer >= 1"
-
-
-def _one_of(value: str, options: tuple[str, ...], name: str) -> Check:
-    return value in options, name, f"one of {' | '.join(options)}"
-
-
-def _fraction(value: float, name: str, *, closed: bool = True) -> Check:
-    ok = 0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0
-    return ok, name, f"a value in [0, 1{']' if closed else ')'}"
-
-
-def _width_checks(cfg: Any) -> list[Check]:
-    """Width, heads (dividing it), FFN size and dropout of a Transformer config."""
-    hidden, heads = cfg.hidden_size, cfg.num_heads
-    return [
-        (hidden >= 1, "hidden_size", INT_GE_1),
-        (heads >= 1 and hidden % max(heads, 1) == 0, "num_heads",
-         f"an integer >= 1 that divides hidden_size ({hidden})"),
-        (cfg.intermediate_size >= 1, "intermediate_size", INT_GE_1),
-        _fraction(cfg.dropout, "dropout", closed=False),
-    ]  # fmt: skip
-
+from vlp.config.checks import INT_GE_0, INT_GE_1, Check, fraction, one_of, width_checks
 
 # --------------------------------------------------------------------------- data
 
 DATA_FORMATS = ("karpathy", "webdataset")
+# SemVLP's two ways of fusing text and image: one stream over both, or two streams with cross-attention.
+FUSION_MODES = ("single", "two")
 
 
 @dataclass
@@ -96,13 +51,13 @@ class DataConfig:
 
     def checks(self) -> list[Check]:
         return [
-            _one_of(self.format, DATA_FORMATS, "format"),
+            one_of(self.format, DATA_FORMATS, "format"),
             (self.image_size >= 1, "image_size", INT_GE_1),
             (self.max_text_len >= 2, "max_text_len", "an integer >= 2 ([CLS] and [SEP])"),
             (self.batch_size >= 1, "batch_size", INT_GE_1),
             (self.num_workers >= 0, "num_workers", INT_GE_0),
-            _fraction(self.mlm_probability, "mlm_probability"),
-            _fraction(self.max_bad_fraction, "max_bad_fraction"),
+            fraction(self.mlm_probability, "mlm_probability"),
+            fraction(self.max_bad_fraction, "max_bad_fraction"),
             (self.max_train_images >= 0, "max_train_images", "an integer >= 0 (0 = no cap)"),
             (self.max_val_images >= 0, "max_val_images", "an integer >= 0 (0 = no cap)"),
         ]
@@ -127,11 +82,11 @@ class TextEncoderConfig:
 
     def checks(self) -> list[Check]:
         return [
-            _one_of(self.kind, ("bert", "roberta"), "kind"),
+            one_of(self.kind, ("bert", "roberta"), "kind"),
             (self.vocab_size >= 0, "vocab_size", "an integer >= 0 (0 = from the tokenizer)"),
             (self.num_layers >= 1, "num_layers", INT_GE_1),
             (self.max_position_embeddings >= 2, "max_position_embeddings", "an integer >= 2"),
-            *_width_checks(self),
+            *width_checks(self),
         ]
 
 
@@ -151,12 +106,12 @@ class VisionEncoderConfig:
 
     def checks(self) -> list[Check]:
         return [
-            _one_of(self.kind, ("vit", "clip", "dinov2"), "kind"),
+            one_of(self.kind, ("vit", "clip", "dinov2"), "kind"),
             (self.patch_size >= 1, "patch_size", INT_GE_1),
             (self.image_size >= 1 and self.image_size % max(self.patch_size, 1) == 0, "image_size",
              f"a positive multiple of patch_size ({self.patch_size})"),
             (self.num_layers >= 1, "num_layers", INT_GE_1),
-            *_width_checks(self),
+            *width_checks(self),
         ]  # fmt: skip
 
 
@@ -207,19 +162,19 @@ class ModelConfig:
     def checks(self) -> list[Check]:
         layers = self.num_layers
         return [
-            _one_of(self.arch, ("vilta", "semvlp"), "arch"),
+            one_of(self.arch, ("vilta", "semvlp"), "arch"),
             (self.num_fusion_layers >= 1, "num_fusion_layers", INT_GE_1),
             (layers >= 1, "num_layers", INT_GE_1),
             (all(0 <= i < layers for i in self.cross_attention_layers), "cross_attention_layers",
              f"layer indices in [0, {layers}) (model.num_layers = {layers})"),
-            _one_of(self.visual_input, ("patches", "regions"), "visual_input"),
+            one_of(self.visual_input, ("patches", "regions"), "visual_input"),
             (self.region_feature_dim >= 1, "region_feature_dim", INT_GE_1),
             (self.num_region_labels >= 0, "num_region_labels", INT_GE_0),
             (self.itc_dim >= 1, "itc_dim", INT_GE_1),
-            _one_of(self.pooling, ("cls", "mean"), "pooling"),
+            one_of(self.pooling, ("cls", "mean"), "pooling"),
             (self.init_std > 0, "init_std", "a value > 0"),
             (self.num_answers >= 0, "num_answers", INT_GE_0),
-            *_width_checks(self),
+            *width_checks(self),
         ]  # fmt: skip
 
 
@@ -351,7 +306,7 @@ class TaskConfig:
     def checks(self) -> list[Check]:
         return [
             (self.min_answer_count >= 1, "min_answer_count", INT_GE_1),
-            _one_of(self.fusion_mode, ("single", "two"), "fusion_mode"),
+            one_of(self.fusion_mode, FUSION_MODES, "fusion_mode"),
             (self.rerank_k >= 0, "rerank_k", "an integer >= 0 (0 = all)"),
             (self.eval_batch_size >= 0, "eval_batch_size", "an integer >= 0 (0 = data.batch_size)"),
             (self.max_val_examples >= 0, "max_val_examples", "an integer >= 0 (0 = all)"),
@@ -398,7 +353,7 @@ class TrainConfig:
             (self.warmup_steps >= 0, "warmup_steps", INT_GE_0),
             (self.grad_accum >= 1, "grad_accum", INT_GE_1),
             (self.clip_norm >= 0, "clip_norm", "a value >= 0 (0 = off)"),
-            _one_of(self.precision, PRECISIONS, "precision"),
+            one_of(self.precision, PRECISIONS, "precision"),
             (self.log_every >= 1, "log_every", INT_GE_1),
             (self.val_every >= 0, "val_every", "an integer >= 0 (0 = off)"),
             (self.ckpt_every >= 0, "ckpt_every", "an integer >= 0 (0 = only at the end)"),
@@ -413,209 +368,3 @@ class Config:
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
-
-
-# --------------------------------------------------------------------------- building
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {_type_name(tp)} fields, got {value!r}")
-        return _build(tp, value, key + ".")
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
-            if option is type(None) and value is None:
-                return None
-            try:
-                return _coerce(value, option, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list of {_type_name(item)}, got {value!r}")
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        kt, vt = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is bool and not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
-    if tp in (int, float, str) and not isinstance(value, tp):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
-    return value
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in hints:
-            raise ConfigError(
-                f"unknown config key '{prefix}{key}'; valid keys here: {', '.join(prefix + n for n in names)}"
-            )
-        kwargs[key] = _coerce(value, hints[key], prefix + key)
-    return cls(**kwargs)
-
-
-def _deep_merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "weights":
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def _resolve_preset(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        return path
-    preset = PRESET_DIR / f"{name_or_path}.yaml"
-    if not preset.is_file():
-        raise ConfigError(f"unknown preset '{name_or_path}'; presets: {', '.join(preset_names())}")
-    return preset
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise ConfigError(
-                    f"{key_node.start_mark.name}: key {key!r} appears twice in one mapping (lines "
-                    f"{seen[key]} and {line}); YAML would silently keep the second: merge them into one"
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def _load_yaml_tree(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
-    path = _resolve_preset(name_or_path)
-    if str(path) in seen:
-        raise ConfigError(f"{path}: 'base' presets form a cycle: {' -> '.join(seen)}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            tree = yaml.load(f, Loader=_StrictLoader) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    base = tree.pop("base", None)
-    if base is not None:
-        tree = _deep_merge(_load_yaml_tree(base, seen + (str(path),)), tree)
-    return tree
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b.c=value`` -> (["a","b","c"], value parsed as YAML)."""
-    if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key.path=value (e.g. train.lr=1e-4)")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str) and raw and _looks_like_float(raw):
-        value = float(raw)
-    return key.strip().split("."), value
-
-
-def _looks_like_float(raw: str) -> bool:
-    try:
-        float(raw)
-    except ValueError:
-        return False
-    return True
-
-
-def apply_overrides(tree: dict, overrides: list[str]) -> dict:
-    tree = _deep_merge({}, tree)
-    for text in overrides:
-        path, value = parse_override(text)
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{text}': '{part}' is not a section")
-        node[path[-1]] = value
-    return tree
-
-
-def validate(config: Any, prefix: str = "") -> None:
-    """Run the range checks of ``config`` and of every config nested in it; a ``ConfigError`` names the first
-    key out of range (``prefix`` + its name), what was expected and what it is."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            validate(value, f"{prefix}{f.name}.")
-    for ok, name, expected in config.checks() if hasattr(config, "checks") else ():
-        if not ok:
-            raise ConfigError(f"{prefix}{name}: expected {expected}, got {getattr(config, name)!r}")
-
-
-def _tie_image_size(tree: dict, config: Config) -> None:
-    """``data.image_size`` := ``model.vision.image_size``, the one source; a different explicit value is an
-    error (the images would not be the size the vision tower expects)."""
-    vision = config.model.vision.image_size
-    given = tree.get("data", {}).get("image_size") if isinstance(tree.get("data"), dict) else None
-    if given is not None and given != vision and config.model.visual_input == "patches":
-        raise ConfigError(
-            f"data.image_size={given} but model.vision.image_size={vision}: the images must be the size the "
-            "vision tower expects; set model.vision.image_size only (data.image_size follows it)"
-        )
-    config.data.image_size = vision
-
-
-def _from_tree(tree: dict) -> Config:
-    config = _build(Config, tree)
-    _tie_image_size(tree, config)
-    validate(config)
-    return config
-
-
-def load_config(preset: str | None = None, overrides: list[str] | None = None) -> Config:
-    """Build a :class:`Config` from a preset name or YAML path plus dotted overrides, checked in full."""
-    tree = _load_yaml_tree(preset) if preset else {}
-    tree = apply_overrides(tree, overrides or [])
-    return _from_tree(tree)
-
-
-def config_from_dict(tree: dict) -> Config:
-    return _from_tree(tree)
-
-
-def config_to_dict(config: Any) -> dict:
-    return dataclasses.asdict(config)
-
-
-def dump_config(config: Config, path: str | Path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config_to_dict(config), f, sort_keys=False)

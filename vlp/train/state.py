@@ -1,4 +1,4 @@
-"""Atomic, resumable training checkpoints.
+"""Training state on disk: atomic, resumable checkpoints and the run directory that holds them.
 
 Layout under a run directory ``out``::
 
@@ -23,7 +23,7 @@ Safety: a run directory is held under an exclusive lock (``out/.lock``, see :fun
 process training in it; a checkpoint whose weights are not finite is never written; a full disk removes
 the partial checkpoint and names the device; a checkpoint whose files cannot be read is reported by file
 and the trainer falls back to the newest intact one; resuming compares the saved config with the new one
-(:func:`resume_config_changes`).
+(:func:`vlp.train.resume.resume_config_changes`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ import fcntl
 import io
 import json
 import logging
-import math
 import os
-import random
 import re
 import shutil
 import socket
@@ -46,12 +44,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor, nn
 
+from vlp.files import fsync_dir, replace_text
 from vlp.train.distributed import barrier
 
 log = logging.getLogger(__name__)
@@ -82,17 +80,6 @@ class RunDirectoryError(ValueError):
 # --------------------------------------------------------------------------- files
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. platforms without directory file descriptors
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _mount_point(path: Path) -> Path:
     path = path.resolve()
     while not os.path.ismount(path) and path != path.parent:
@@ -121,14 +108,6 @@ def _write_torch(path: Path, obj: Any) -> None:
 
 def _write_json(path: Path, obj: Any) -> None:
     _write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
-
-
-def replace_file_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` so that a reader sees the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    _write_bytes(tmp, text.encode("utf-8"))
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def tensors_to_bytes(state: dict[str, Tensor]) -> bytes:
@@ -170,45 +149,6 @@ def load_tensors(path: str | Path) -> dict[str, Tensor]:
     for alias, target in json.loads(metadata.get("aliases", "{}")).items():
         state[alias] = state[target]
     return state
-
-
-# --------------------------------------------------------------------------- RNG
-
-
-def rng_state() -> dict[str, Any]:
-    """This process's RNG states: python, numpy, torch CPU and (if in use) the current CUDA device."""
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": {
-            "name": name,
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np_state = state["numpy"]
-    np.random.set_state(
-        (
-            np_state["name"],
-            np_state["keys"].numpy().astype(np.uint32),
-            np_state["pos"],
-            np_state["has_gauss"],
-            np_state["cached"],
-        )
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
 
 
 # --------------------------------------------------------------------------- finding
@@ -345,8 +285,8 @@ def save_checkpoint(
             shutil.rmtree(trash, ignore_errors=True)
             os.replace(final, trash)
         os.replace(tmp, final)
-        _fsync_dir(root)
-        replace_file_atomically(root / MARKER, name + "\n")
+        fsync_dir(root)
+        replace_text(root / MARKER, name + "\n", durable=True)
         _prune(out_dir, keep, protect=final)
     barrier()
     return final
@@ -389,7 +329,7 @@ def _write_checkpoint_files(
             _write_json(tmp / CONFIG_FILE, config_dict)
             files.append(CONFIG_FILE)
         _write_json(tmp / META, {"format": 1, "step": step, "world_size": world_size, "files": files})
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
 
 
 def _prune(out_dir: str | Path, keep: int, protect: Path) -> None:
@@ -531,45 +471,3 @@ def refuse_existing_run(out_dir: str | Path, resume: bool) -> Path | None:
             "run, or choose another output directory"
         )
     return latest
-
-
-# Config keys a resumed run may change: they are applied from the new config (and logged). Any other
-# change is refused. ``train.lr_mult_*`` and ``train.lr`` set the optimizer's base rates, ``max_steps``
-# and ``warmup_steps`` the schedule; the rest only steer logging, evaluation, checkpoints and loading.
-RESUME_CHANGEABLE = frozenset(
-    {
-        "train.lr", "train.lr_mult_encoders", "train.lr_mult_fusion", "train.lr_mult_heads",
-        "train.max_steps", "train.warmup_steps", "train.clip_norm", "train.log_every", "train.val_every",
-        "train.val_batches", "train.ckpt_every", "train.keep_checkpoints", "train.progress",
-        "data.num_workers", "data.max_bad_fraction", "task.eval_batch_size", "task.max_val_examples",
-    }
-)  # fmt: skip
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict) or not tree:
-        return {prefix.rstrip("."): tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}{key}."))
-    return flat
-
-
-def _same(old: Any, new: Any) -> bool:
-    if isinstance(old, float | int) and isinstance(new, float | int) and not isinstance(old, bool):
-        return old == new or (math.isnan(old) and math.isnan(new))
-    return old == new
-
-
-def resume_config_changes(saved: dict, current: dict) -> tuple[list[str], list[str]]:
-    """Compare a checkpoint's config with the resuming run's: ``(applied, refused)``, each a list of
-    ``"key: old -> new"`` for the keys whose values differ (see :data:`RESUME_CHANGEABLE`); a key only one
-    side has (e.g. a new loss weight) counts as a change from or to ``(not set)``."""
-    old = _flatten(saved)
-    new = _flatten(json.loads(json.dumps(current, default=str)))  # as the checkpoint stored it
-    applied, refused = [], []
-    for key in sorted(old.keys() | new.keys()):
-        before, after = (repr(side[key]) if key in side else "(not set)" for side in (old, new))
-        if key not in old or key not in new or not _same(old[key], new[key]):
-            (applied if key in RESUME_CHANGEABLE else refused).append(f"{key}: {before} -> {after}")
-    return applied, refused
