@@ -32,6 +32,7 @@ from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model
 from vlp.models.checkpoint import check_vocabulary, save_pretrained
+from vlp.objectives.base import reset_warnings
 from vlp.objectives.mlm import SoftLabels, soft_label_mlm_loss
 from vlp.objectives.negatives import synthesize_captions
 from vlp.objectives.pretraining import PretrainingObjectives
@@ -184,7 +185,15 @@ def test_semvlp_preset_classifies_region_objects_and_attributes_counted_from_the
     assert model.config.num_region_attributes == max(int(r.attr_ids.max()) for r in records) + 1
 
 
-def test_region_labels_that_nothing_predicts_are_a_warning(caplog):
+@pytest.fixture
+def fresh_warnings():
+    """``warn_once`` logs each message once per process: forget what earlier tests logged (and this one)."""
+    reset_warnings()
+    yield
+    reset_warnings()
+
+
+def test_region_labels_that_nothing_predicts_are_a_warning(caplog, fresh_warnings):
     from vlp.config import MVMConfig
     from vlp.models.outputs import FusedFeatures
     from vlp.objectives.mvm import mvm_objective

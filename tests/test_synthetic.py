@@ -86,10 +86,10 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_cli_summary_has_one_line_per_part(world):
-    from vlp.cli import _format_synth_summary
+    from vlp.cli import format_synth_summary
 
     out, summary = world
-    lines = _format_synth_summary(summary).splitlines()
+    lines = format_synth_summary(summary).splitlines()
     assert [line.split(":")[0] for line in lines] == [
         "images", "captions", "vqa", "gqa", "nlvr2", "snli-ve", "regions", "tokenizer", "readme",
     ]  # fmt: skip

@@ -293,14 +293,14 @@ def test_crash_mid_write_leaves_latest_loadable(tmp_path, monkeypatch):
     with torch.no_grad():
         model.embed.weight.add_(1.0)
 
-    real_write = ckpt._write_torch
+    real_write = ckpt.write_torch
 
     def crash_on_trainer_state(path, obj):
         if path.name == ckpt.TRAINER_FILE:
             raise OSError("disk full (simulated)")
         real_write(path, obj)
 
-    monkeypatch.setattr(ckpt, "_write_torch", crash_on_trainer_state)
+    monkeypatch.setattr(ckpt, "write_torch", crash_on_trainer_state)
     with pytest.raises(OSError, match="simulated"):
         save(tmp_path, 2, model)
     assert (tmp_path / "checkpoints" / ".tmp-step-00000002" / ckpt.MODEL_FILE).is_file()  # half written
@@ -310,7 +310,7 @@ def test_crash_mid_write_leaves_latest_loadable(tmp_path, monkeypatch):
     assert torch.equal(restored.embed.weight, good_weights)
 
     # A crash after the directory is in place but before the marker moves: the marker still decides.
-    monkeypatch.setattr(ckpt, "_write_torch", real_write)
+    monkeypatch.setattr(ckpt, "write_torch", real_write)
     monkeypatch.setattr(ckpt, "replace_text", lambda *a, **k: (_ for _ in ()).throw(OSError("killed")))
     with pytest.raises(OSError, match="killed"):
         save(tmp_path, 2, model)

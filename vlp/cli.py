@@ -13,10 +13,10 @@ def _cmd_data_synth(args: argparse.Namespace) -> None:
     config = SynthConfig(num_images=args.images, seed=args.seed, image_size=args.image_size)
     config.validate()
     summary = write_shapes_world(config, prepare_out_dir(args.out), overwrite=args.overwrite)
-    print(_format_synth_summary(summary))
+    print(format_synth_summary(summary))
 
 
-def _format_synth_summary(summary) -> str:
+def format_synth_summary(summary) -> str:
     """One line per part of a :class:`vlp.data.synthetic.WorldSummary`: what was written, how much, where."""
     images, vqa, gqa, nlvr2, snli = summary.images, summary.vqa, summary.gqa, summary.nlvr2, summary.snli_ve
     regions, tokenizer = summary.regions, summary.tokenizer

@@ -9,28 +9,27 @@ the failures stand out at a glance; ``image_marks`` puts a green/red border on e
 
 Only Pillow and numpy are used. An image that cannot be read is drawn as a grey "unreadable" box rather
 than failing the sheet; the PNG is written atomically (temp file in the same directory, then
-``os.replace``), so a reader never sees a half-written sheet.
+``os.replace``), so a reader never sees a half-written sheet. Fitting the text (font, glyphs, wrapping)
+is :mod:`vlp.sheet_text`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from vlp.files import replace_atomically
+from vlp.sheet_text import Font, clean, ellipsize, fit_lines, line_height, load_font, text_width
 
 __all__ = ["SheetEntry", "cell_boxes", "draw_contact_sheet"]
 
 ImageSource = str | os.PathLike | Image.Image
-Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
 
 # Colours (RGB).
 BACKGROUND = (255, 255, 255)
@@ -72,152 +71,6 @@ class SheetEntry:
     lines: list[str]
     correct: bool | None = None
     image_marks: list[bool | None] | None = None
-
-
-def _load_font(size: int) -> Font:
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
-    except (TypeError, OSError, ValueError):
-        return ImageFont.load_default()
-
-
-def _is_scalable(font: Font) -> bool:
-    return isinstance(font, ImageFont.FreeTypeFont)
-
-
-# Stand-ins for common characters the default font may lack (its embedded face covers little beyond ASCII).
-_FALLBACKS = {
-    "\u2010": "-",
-    "\u2011": "-",
-    "\u2012": "-",
-    "\u2013": "-",
-    "\u2014": "-",
-    "\u2015": "-",
-    "\u2212": "-",
-    "\u2018": "'",
-    "\u2019": "'",
-    "\u201a": "'",
-    "\u2032": "'",
-    "\u201c": '"',
-    "\u201d": '"',
-    "\u201e": '"',
-    "\u2033": '"',
-    "\u00ab": '"',
-    "\u00bb": '"',
-    "\u2026": "...",
-    "\u00b7": ".",
-    "\u2022": "*",
-    "\u00d7": "x",
-    "\u2717": "x",
-    "\u2718": "x",
-    "\u2713": "v",
-    "\u2714": "v",
-    "\u2192": "->",
-    "\u21d2": "=>",
-    "\u2190": "<-",
-    "\u2264": "<=",
-    "\u2265": ">=",
-    "\u00a0": " ",
-    "\u00df": "ss",
-    "\u00e6": "ae",
-    "\u00c6": "AE",
-    "\u0153": "oe",
-    "\u00f8": "o",
-    "\u00d8": "O",
-    "\u0142": "l",
-    "\u0141": "L",
-}
-
-
-@functools.lru_cache(maxsize=8192)
-def _has_glyph(font: Font, ch: str) -> bool:
-    """Whether ``font`` draws ``ch`` as itself rather than as the "missing glyph" box."""
-    if not _is_scalable(font):
-        return " " <= ch <= "~"  # the old bitmap font: play safe with plain ASCII
-    if " " <= ch <= "~":
-        return True
-    try:
-        mask, missing = font.getmask(ch), font.getmask("\uffff")
-    except Exception:
-        return False
-    return not (mask.size == missing.size and bytes(mask) == bytes(missing))
-
-
-def _clean(text: str, font: Font) -> str:
-    """Text the font can draw: control characters become spaces, characters without a glyph become an
-    ASCII stand-in (accents dropped, dashes and quotes plain) or "?"."""
-    out: list[str] = []
-    for ch in str(text):
-        if not ch.isprintable():
-            out.append(" ")
-        elif _has_glyph(font, ch):
-            out.append(ch)
-        elif ch in _FALLBACKS:
-            out.append(_FALLBACKS[ch])
-        else:
-            base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
-            out.append(base if base and all(_has_glyph(font, c) for c in base) else "?")
-    return "".join(out)
-
-
-def _line_height(font: Font) -> int:
-    left, top, right, bottom = font.getbbox("Ayg|")
-    return int(bottom) + 3
-
-
-def _text_width(font: Font, text: str) -> float:
-    return float(font.getlength(text)) if text else 0.0
-
-
-def _break_word(word: str, font: Font, width: int) -> list[str]:
-    """Split a word wider than ``width`` into pieces that fit."""
-    pieces: list[str] = []
-    current = ""
-    for ch in word:
-        if current and _text_width(font, current + ch) > width:
-            pieces.append(current)
-            current = ch
-        else:
-            current += ch
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def _wrap(text: str, font: Font, width: int) -> list[str]:
-    """Greedy word wrap of one line of text to ``width`` pixels; words too wide are broken."""
-    words = text.split()
-    if not words:
-        return [""]
-    lines: list[str] = []
-    current = ""
-    for word in words:
-        candidate = f"{current} {word}" if current else word
-        if _text_width(font, candidate) <= width:
-            current = candidate
-            continue
-        if current:
-            lines.append(current)
-        if _text_width(font, word) <= width:
-            current = word
-        else:
-            *full, current = _break_word(word, font, width)
-            lines.extend(full)
-    lines.append(current)
-    return lines
-
-
-def _wrapped_lines(entry: SheetEntry, font: Font, width: int) -> list[str]:
-    wrapped: list[str] = []
-    for line in entry.lines:
-        wrapped.extend(_wrap(_clean(line, font), font, width))
-    if len(wrapped) > MAX_LINES:
-        wrapped = wrapped[:MAX_LINES]
-        last = wrapped[-1]
-        while last and _text_width(font, last + "...") > width:
-            last = last[:-1]
-        wrapped[-1] = last + "..."
-    return wrapped
 
 
 def _strip_units(entries: Sequence[SheetEntry]) -> int:
@@ -263,21 +116,21 @@ def _validate(entries: Sequence[SheetEntry], columns: int, thumb: int) -> None:
 
 def _layout(entries: Sequence[SheetEntry], columns: int, thumb: int, title: str) -> _Layout:
     _validate(entries, columns, thumb)
-    font = _load_font(FONT_SIZE)
-    title_font = _load_font(TITLE_FONT_SIZE)
-    line_height = _line_height(font)
-    title_height = _line_height(title_font) + 2 * PAD + 4 if title else 0
+    font = load_font(FONT_SIZE)
+    title_font = load_font(TITLE_FONT_SIZE)
+    text_line_height = line_height(font)
+    title_height = line_height(title_font) + 2 * PAD + 4 if title else 0
 
     units = _strip_units(entries)
     strip_width = units * thumb + (units - 1) * THUMB_GAP
     content_width = max(strip_width, MIN_TEXT_WIDTH)
     cell_width = content_width + 2 * (FRAME + PAD)
 
-    wrapped = [_wrapped_lines(entry, font, content_width) for entry in entries]
+    wrapped = [fit_lines(entry.lines, font, content_width, MAX_LINES) for entry in entries]
 
     def cell_height(index: int) -> int:
-        badge = line_height + 4 if entries[index].correct is not None else 0
-        text = len(wrapped[index]) * line_height if entries[index].lines else 0
+        badge = text_line_height + 4 if entries[index].correct is not None else 0
+        text = len(wrapped[index]) * text_line_height if entries[index].lines else 0
         return 2 * (FRAME + PAD) + thumb + PAD + badge + text
 
     columns = min(columns, len(entries))
@@ -299,7 +152,7 @@ def _layout(entries: Sequence[SheetEntry], columns: int, thumb: int, title: str)
     return _Layout(
         font,
         title_font,
-        line_height,
+        text_line_height,
         title_height,
         content_width,
         strip_width,
@@ -369,11 +222,11 @@ def _draw_unreadable(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], 
     draw.line((x0, y0, x1 - 1, y1 - 1), fill=(140, 140, 140), width=1)
     draw.line((x0, y1 - 1, x1 - 1, y0), fill=(140, 140, 140), width=1)
     label = "unreadable"
-    while label and _text_width(font, label) > x1 - x0 - 2:
+    while label and text_width(font, label) > x1 - x0 - 2:
         label = label[:-1]
     if label:
-        tw = _text_width(font, label)
-        th = _line_height(font)
+        tw = text_width(font, label)
+        th = line_height(font)
         tx = x0 + (x1 - x0 - tw) / 2
         ty = y0 + (y1 - y0 - th) / 2
         draw.rectangle((tx - 2, ty, tx + tw + 2, ty + th), fill=(200, 200, 200))
@@ -428,7 +281,7 @@ def _draw_badge(draw: ImageDraw.ImageDraw, correct: bool, x: int, y: int, layout
     label = "RIGHT" if correct else "WRONG"
     colour = GREEN if correct else RED
     icon = height - 6
-    width = int(3 + icon + 4 + _text_width(layout.font, label) + 6)
+    width = int(3 + icon + 4 + text_width(layout.font, label) + 6)
     draw.rounded_rectangle((x, y, x + width, y + height), radius=4, fill=colour)
     ix, iy = x + 4, y + 3
     if correct:
@@ -451,14 +304,12 @@ def _draw_title(
     summary = f"{len(entries)} shown"
     if right or wrong:
         summary += f"   {right} right   {wrong} wrong"
-    summary_width = _text_width(layout.title_font, summary)
+    summary_width = text_width(layout.title_font, summary)
     room = width - 2 * MARGIN - summary_width - 20
-    text = _clean(title, layout.title_font)
-    if _text_width(layout.title_font, text) > room:
-        while text and _text_width(layout.title_font, text + "...") > max(room, 0):
-            text = text[:-1]
-        text += "..."
-    y = (layout.title_height - _line_height(layout.title_font)) // 2
+    text = clean(title, layout.title_font)
+    if text_width(layout.title_font, text) > room:
+        text = ellipsize(text, layout.title_font, max(room, 0))
+    y = (layout.title_height - line_height(layout.title_font)) // 2
     draw.text((MARGIN, y), text, fill=TITLE_TEXT, font=layout.title_font)
     if room > 40:
         draw.text((width - MARGIN - summary_width, y), summary, fill=(190, 195, 205), font=layout.title_font)

@@ -15,7 +15,7 @@ from vlp.data.examples import ConcatExamples, ImageRegistry, PairDataset
 from vlp.data.formats.vqa import build_answer_vocab, read_vqa
 from vlp.data.loader import PretrainLoader
 from vlp.data.qa import AnswerTargets, QADataset
-from vlp.data.region_store import RegionStore
+from vlp.data.region_store import RegionStore, region_store
 from vlp.data.stream import StreamPairDataset
 
 if TYPE_CHECKING:
@@ -64,11 +64,7 @@ def build_pretrain_loaders(
     classes (answers chosen for at least ``answer_min_count`` questions).
     ``data.region_features`` switches both loaders to region features.
     """
-    regions = None
-    if data_cfg.region_features:
-        from vlp.data.formats.regions import load_region_features
-
-        regions = RegionStore(load_region_features(data_cfg.region_features))
+    regions = region_store(data_cfg)
     common = dict(
         seed=seed,
         rank=rank,

@@ -21,7 +21,7 @@ from vlp.data.examples import Example
 from vlp.data.images import ImageTransform, UnreadableImage, load_image, swap_left_right
 from vlp.data.masking import IGNORE_INDEX, mask_tokens
 from vlp.data.records import RegionFeatureRecord
-from vlp.data.region_store import RegionStore
+from vlp.data.region_store import RegionStore, region_store
 from vlp.data.seeding import mix_seed
 from vlp.data.skips import SkipStats
 
@@ -89,10 +89,8 @@ class Collator:
         self.transform = ImageTransform(data_cfg.image_size, train=train, hflip=data_cfg.hflip)
         # JPEGs may decode at a reduced scale, keeping a margin above the size a train crop is resized to.
         self._draft = int(data_cfg.image_size * 1.5)
-        if regions is None and data_cfg.region_features:
-            from vlp.data.formats.regions import load_region_features
-
-            regions = load_region_features(data_cfg.region_features)
+        if regions is None:
+            regions = region_store(data_cfg)
         self.regions = RegionStore(regions) if isinstance(regions, dict) else regions
         self.targets = targets
 

@@ -1,9 +1,12 @@
-"""Region features by image, for collating precomputed regions instead of pixels."""
+"""Region features by image, for collating precomputed regions instead of pixels: the one place that
+reads ``data.region_features``."""
 
 from __future__ import annotations
 
 import os
 
+from vlp.config import DataConfig
+from vlp.data.formats.regions import load_region_features
 from vlp.data.records import RegionFeatureRecord
 
 
@@ -18,3 +21,10 @@ class RegionStore:
         if found is None and image_path:
             found = self.regions.get(os.path.splitext(os.path.basename(image_path))[0])
         return found
+
+
+def region_store(data_cfg: DataConfig) -> RegionStore | None:
+    """The region features ``data.region_features`` names (an LXMERT tsv), None when it is not set."""
+    if not data_cfg.region_features:
+        return None
+    return RegionStore(load_region_features(data_cfg.region_features))

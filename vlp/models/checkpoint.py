@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from vlp.config import config_from_dict, config_to_dict
 from vlp.files import replace_atomically
+from vlp.weights import read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +158,7 @@ def check_vocabulary(directory: str | Path, tokenizer: Any, key: str) -> None:
 
 
 def _read_weights(directory: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
-    path = directory / WEIGHTS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint weights not found: {path}")
-    return load_file(str(path))
+    return read_safetensors(directory / WEIGHTS_NAME, what="checkpoint weights")[0]
 
 
 def load(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:

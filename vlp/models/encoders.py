@@ -14,7 +14,6 @@ restores a model). Builders also work inside ``torch.device("meta")`` for parame
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 
 from vlp.config import TextEncoderConfig, VisionEncoderConfig
 from vlp.models.heads import MLMHead
+from vlp.weights import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +57,7 @@ def weight_file(directory: Path, what: str) -> Path:
 
 def read_tensors(directory: Path, prefixes: tuple[str, ...], what: str) -> dict[str, Tensor]:
     """The tensors of a HF checkpoint directory whose names start with one of ``prefixes``."""
-    from safetensors import safe_open
-
-    path = weight_file(directory, what)
-    if path.name == "pytorch_model.bin":
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return {k: v for k, v in state.items() if k.startswith(prefixes)}
-    if path.name.endswith(".index.json"):
-        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
-        files = [directory / shard for shard in shards]
-    else:
-        files = [path]
-    out: dict[str, Tensor] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():
-                if key.startswith(prefixes):
-                    out[key] = f.get_tensor(key)
-    return out
+    return read_weights(weight_file(directory, what), prefixes, what=f"{what} weights")
 
 
 def hf_config_from_dict(data: dict[str, Any]):

@@ -118,3 +118,8 @@ def warn_once(logger: logging.Logger, message: str) -> None:
     if message not in _WARNED:
         _WARNED.add(message)
         logger.warning(message)
+
+
+def reset_warnings() -> None:
+    """Forget which messages :func:`warn_once` logged, so each is logged again (e.g. between tests)."""
+    _WARNED.clear()

@@ -10,7 +10,7 @@ few per-task hooks (:meth:`~Task.uid`, :meth:`~Task.gold`, :meth:`~Task.text_lin
 result file, the contact-sheet description of a record and the majority baseline.
 
 Data flows one way: split files -> records -> :class:`TaskItem` s (one per question / statement, each
-with one or more image-text :class:`~vlp.data.pipeline.Example` s) -> :class:`TaskBatch` (a
+with one or more image-text :class:`~vlp.data.examples.Example` s) -> :class:`TaskBatch` (a
 :class:`~vlp.data.batch.Batch` plus the task's targets) -> logits -> :class:`Prediction` s -> metric and
 result file. Nothing here imports the training code.
 """

@@ -32,8 +32,6 @@ class TaskCollator:
     MLM masking), then the task's targets. An item loses all its pairs when any of its images is
     unreadable (the skip counts say so)."""
 
-    answer_vocab = None  # what PretrainLoader asks of a collator
-
     def __init__(self, task: Task, tokenizer, data_cfg: DataConfig, train: bool) -> None:
         self.task = task
         self.collator = Collator(tokenizer, data_cfg, train=train, mlm=False)

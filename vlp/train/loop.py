@@ -23,6 +23,11 @@ Safety: ``fit`` holds the run directory's lock (:func:`vlp.train.state.run_lock`
 whose loss or gradient norm is not finite stops the run before the weights change; resuming compares the
 checkpoint's config with the new one (changeable keys are applied and logged, any other change is
 refused) and falls back to the newest intact checkpoint when the latest one is broken.
+
+Why one module of about 500 lines: it is the :class:`Trainer` alone, one object whose methods share its
+state (step, loader position, optimizer, log window); what stands apart from that state already lives
+beside it (``state``, ``rng``, ``resume``, ``fsdp``, ``step_stats``, ``validation``, ``precision``,
+``metrics_log``).
 """
 
 from __future__ import annotations

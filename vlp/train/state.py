@@ -45,12 +45,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor, nn
 
 from vlp.files import fsync_dir, replace_text
 from vlp.train.distributed import barrier
+from vlp.weights import WeightFileError, read_safetensors, read_torch
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ def _write_bytes(path: Path, data: bytes | memoryview) -> None:
         raise
 
 
-def _write_torch(path: Path, obj: Any) -> None:
+def write_torch(path: Path, obj: Any) -> None:
+    """``torch.save`` ``obj`` into ``path`` and fsync it; a full disk is a :class:`CheckpointError`."""
     buffer = io.BytesIO()  # serialised first, so that a write error surfaces as an OSError here
     torch.save(obj, buffer)
     _write_bytes(path, buffer.getbuffer())
@@ -137,15 +138,10 @@ def tensors_to_bytes(state: dict[str, Tensor]) -> bytes:
 def load_tensors(path: str | Path) -> dict[str, Tensor]:
     """Read a safetensors file written by :func:`tensors_to_bytes`, aliases restored; a file that is there
     but cannot be parsed (e.g. truncated) is a :class:`CorruptCheckpointError` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            state = {name: f.get_tensor(name) for name in f.keys()}
-    except Exception as err:  # safetensors raises its own error types (SafetensorError, ...)
-        raise CorruptCheckpointError(f"{path} is broken ({type(err).__name__}: {err})") from None
+        state, metadata = read_safetensors(path, what="checkpoint file")
+    except WeightFileError as err:
+        raise CorruptCheckpointError(str(err)) from None
     for alias, target in json.loads(metadata.get("aliases", "{}")).items():
         state[alias] = state[target]
     return state
@@ -314,7 +310,7 @@ def _write_checkpoint_files(
     step: int,
 ) -> None:
     """Every rank's ``rank-*.pt``, then (rank 0) the shared files and ``meta.json`` last."""
-    _write_torch(tmp / f"rank-{rank:05d}.pt", rank_state or {})
+    write_torch(tmp / f"rank-{rank:05d}.pt", rank_state or {})
     barrier()
     if rank == 0:
         files = [f"rank-{r:05d}.pt" for r in range(world_size)]
@@ -323,7 +319,7 @@ def _write_checkpoint_files(
         if extra_state:
             _write_bytes(tmp / EXTRA_FILE, tensors_to_bytes(extra_state))
             files.append(EXTRA_FILE)
-        _write_torch(tmp / TRAINER_FILE, trainer_state)
+        write_torch(tmp / TRAINER_FILE, trainer_state)
         files.append(TRAINER_FILE)
         if config_dict is not None:
             _write_json(tmp / CONFIG_FILE, config_dict)
@@ -351,12 +347,10 @@ def _prune(out_dir: str | Path, keep: int, protect: Path) -> None:
 
 
 def _torch_load(path: Path) -> Any:
-    if not path.is_file():
-        raise CorruptCheckpointError(f"checkpoint file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or overwritten file: zip, pickle or EOF errors
-        raise CorruptCheckpointError(f"{path} is broken ({type(err).__name__}: {err})") from None
+        return read_torch(path, what="checkpoint file")
+    except (FileNotFoundError, WeightFileError) as err:
+        raise CorruptCheckpointError(str(err)) from None
 
 
 def read_trainer_state(path: str | Path) -> dict[str, Any]:
