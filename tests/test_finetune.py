@@ -452,7 +452,7 @@ def test_retrieval_finetune_writes_a_retrieval_checkpoint(shapes, pretrained, tm
     )
     assert code == 0, stderr
     entry = json.loads((out / "best" / "config.json").read_text())["task"]
-    assert entry["name"] == "retrieval" and entry["state"] == {"rerank_k": 16}  # the preset's depth
+    assert entry["name"] == "retrieval" and entry["state"] == {"rerank_k": 16, "itc_weight": 5.0}  # preset
     assert (out / "final" / "config.json").is_file()
     assert json.loads((out / "baselines.json").read_text())["metric"] == "rsum"
     logged = eval_metrics(out)

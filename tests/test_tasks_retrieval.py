@@ -66,6 +66,11 @@ def test_full_reranking_equals_the_cross_encoder_and_recall_equals_brute_force(g
     # k = all candidates is the same ranking as k = 0
     t2i_all, i2t_all = retrieval.score_matrices(backbone, texts, images, k=len(texts), mode=mode)
     torch.testing.assert_close(t2i_all, t2i, atol=1e-4, rtol=1e-4)
+    # with an ITC weight every pair scores ITM + weight x cosine similarity (BLIP's rule)
+    t2i_w, _ = retrieval.score_matrices(backbone, texts, images, k=0, mode=mode, itc_weight=5.0)
+    torch.testing.assert_close(
+        t2i_w, expected + 5.0 * texts.embeddings @ images.embeddings.T, atol=1e-4, rtol=1e-4
+    )
     metrics = retrieval.score(t2i, i2t, owner)
     text_positives = [{owner[t]} for t in range(len(texts))]
     image_positives = [{t for t, o in enumerate(owner) if o == i} for i in range(len(images))]
@@ -79,7 +84,7 @@ def test_full_reranking_equals_the_cross_encoder_and_recall_equals_brute_force(g
 
 def test_top_k_reranks_only_itc_candidates_and_shards_merge_to_one_process(galleries):
     backbone, texts, images, _, mode = galleries
-    t2i, i2t = retrieval.score_matrices(backbone, texts, images, k=2, mode=mode)
+    t2i, i2t = retrieval.score_matrices(backbone, texts, images, k=2, mode=mode, itc_weight=5.0)
     similarity = texts.embeddings @ images.embeddings.T
     top2 = similarity.topk(2, dim=1).indices
     for t in range(len(texts)):
@@ -89,7 +94,7 @@ def test_top_k_reranks_only_itc_candidates_and_shards_merge_to_one_process(galle
     parts = []
     for r in range(2):
         parts.append(retrieval.score_matrices(backbone, texts, images, k=2, mode=mode, rank=r, world_size=2,
-                                    gather=lambda items: items))  # fmt: skip
+                                    gather=lambda items: items, itc_weight=5.0))  # fmt: skip
     merged_t2i = torch.where(torch.arange(len(texts))[:, None] % 2 == 0, parts[0][0], parts[1][0])
     torch.testing.assert_close(merged_t2i, t2i)
 

@@ -80,6 +80,7 @@ class Predictor:
         device: str | torch.device = "cpu",
         batch_size: int = 32,
         rerank_k: int = retrieval.DEFAULT_K,
+        itc_weight: float = retrieval.DEFAULT_ITC_WEIGHT,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size}")
@@ -91,6 +92,7 @@ class Predictor:
         self.fusion_mode = fusion_mode
         self.batch_size = batch_size
         self.rerank_k = rerank_k
+        self.itc_weight = itc_weight
 
     @property
     def _mode(self) -> str | None:
@@ -214,7 +216,9 @@ class Predictor:
             )
         queries = self.index([query])
         depth = self.rerank_k if rerank_k is None else rerank_k
-        scores = retrieval.rank_candidates(self.backbone, queries, gallery, depth, self._mode)[0]
+        scores = retrieval.rank_candidates(
+            self.backbone, queries, gallery, depth, self._mode, itc_weight=self.itc_weight
+        )[0]
         best = scores.topk(min(k, len(gallery))).indices.tolist()
         return [(gallery.keys[i], float(scores[i])) for i in best]
 
@@ -232,7 +236,7 @@ def load_predictor(
     config = read_config(directory)
     tokenizer = load_tokenizer(directory)
     entry = config.get("task") or {}
-    rerank_k = int(entry.get("state", {}).get("rerank_k", retrieval.DEFAULT_K))
+    rerank_k, itc_weight = retrieval.reranking(entry)
     if entry and entry.get("name") != retrieval.NAME:
         task_model, entry = load_task_model(directory, device)
         backbone = task_model.backbone
@@ -247,5 +251,5 @@ def load_predictor(
     data_cfg = DataConfig(image_size=backbone_image_size(backbone), max_text_len=max_len)
     return Predictor(
         backbone, tokenizer, data_cfg, task_model=task_model, fusion_mode=mode, device=device,
-        batch_size=batch_size, rerank_k=rerank_k,
+        batch_size=batch_size, rerank_k=rerank_k, itc_weight=itc_weight,
     )  # fmt: skip

@@ -298,6 +298,8 @@ class TaskConfig:
     # candidates per query the ITM head re-ranks (0 = all: the exact cross-encoder ranking).
     captions: str = ""
     rerank_k: int = 128
+    # A re-ranked candidate scores ITM positive logit + this x ITC cosine similarity (0: ITM alone).
+    rerank_itc_weight: float = 5.0
     # Evaluation during fine-tuning: questions per batch (0 = data.batch_size) and a cap on the val
     # split (0 = all of it).
     eval_batch_size: int = 0
@@ -308,6 +310,7 @@ class TaskConfig:
             (self.min_answer_count >= 1, "min_answer_count", INT_GE_1),
             one_of(self.fusion_mode, FUSION_MODES, "fusion_mode"),
             (self.rerank_k >= 0, "rerank_k", "an integer >= 0 (0 = all)"),
+            (self.rerank_itc_weight >= 0, "rerank_itc_weight", "a number >= 0"),
             (self.eval_batch_size >= 0, "eval_batch_size", "an integer >= 0 (0 = data.batch_size)"),
             (self.max_val_examples >= 0, "max_val_examples", "an integer >= 0 (0 = all)"),
         ]

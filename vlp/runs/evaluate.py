@@ -112,7 +112,8 @@ def _evaluate_retrieval(request: EvaluateRequest, entry: dict, dist) -> Evaluate
     root = Path(request.data)
     images = require_images(Path(request.images) if request.images else root / "images")
     records = retrieval.read_split(root, images, request.split, request.captions)
-    k = request.k if request.k >= 0 else int(entry.get("state", {}).get("rerank_k", retrieval.DEFAULT_K))
+    depth, itc_weight = retrieval.reranking(entry)
+    k = request.k if request.k >= 0 else depth
     max_len = entry.get("max_text_len") or _pretraining_text_length(request.checkpoint)
     data_cfg = DataConfig(image_size=backbone_image_size(backbone), max_text_len=int(max_len))
     collator = Collator(load_tokenizer(request.checkpoint), data_cfg, train=False, mlm=False)
@@ -120,6 +121,7 @@ def _evaluate_retrieval(request: EvaluateRequest, entry: dict, dist) -> Evaluate
     result = retrieval.evaluate_split(
         backbone, records, collator, k=k, mode=mode, device=dist.device, rank=dist.rank,
         world_size=dist.world_size, gather=all_gather_lists, image_batch=request.batch_size,
+        itc_weight=itc_weight,
     )  # fmt: skip
     written = []
     if dist.is_main:

@@ -175,7 +175,10 @@ def _finetune_retrieval(request, backbone, tokenizer, config: Config, out: Path,
         num_workers=config.data.num_workers, max_bad_fraction=config.data.max_bad_fraction,
     )  # fmt: skip
     eval_collator = Collator(tokenizer, config.data, train=False, mlm=False)
-    evaluator = RetrievalEvaluator(val_records, eval_collator, k=config.task.rerank_k, mode=mode, dist=dist)
+    evaluator = RetrievalEvaluator(
+        val_records, eval_collator, k=config.task.rerank_k, itc_weight=config.task.rerank_itc_weight,
+        mode=mode, dist=dist,
+    )  # fmt: skip
 
     def export(directory: Path) -> None:
         save_pretrained(backbone, directory, tokenizer=tokenizer, task=retrieval.task_entry(config))

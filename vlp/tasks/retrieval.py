@@ -9,9 +9,12 @@ splits ``train`` (+ ``restval``), ``val``, ``test``.
   an image is its match.
 * Evaluation: every image and every caption is encoded once into a :class:`Gallery` (unimodal states for
   the fusion, ITC embeddings for the similarity). For each query the ``k`` best candidates by ITC
-  similarity are re-scored by the ITM head, many pairs per forward, each image's encoding reused; the
-  other candidates keep their ITC order below them. ``k = 0`` (all) is the exact cross-encoder ranking,
-  computed once for both directions. Under torchrun each rank re-ranks a share of the queries and the
+  similarity are re-scored by the ITM head, many pairs per forward, each image's encoding reused, as
+  ITM positive logit + ``itc_weight`` x ITC cosine similarity (BLIP's rule, ALBEF's with weight 0); the
+  other candidates keep their ITC order below them. ``k = 0`` (all) scores every pair so, computed once
+  for both directions: with ``itc_weight = 0`` the exact cross-encoder ranking. The weight (default 5) is
+  ours: after short fine-tuning the ITC ranking is the better one at R@1 and ITM alone re-ranks its top
+  candidates worse (docs/decisions.md). Under torchrun each rank re-ranks a share of the queries and the
   score rows are gathered.
 * Metrics, in percent: text retrieval (image queries: any caption of the image is right) and image
   retrieval (caption queries) R@1/5/10, ``rsum`` (their sum, as papers report it) and ``r_mean``.
@@ -43,7 +46,8 @@ METRIC = "rsum"
 SPLITS = ("train", "val", "test")
 KS = (1, 5, 10)
 DEFAULT_K = 128  # re-ranking depth of a checkpoint that does not say (zero-shot from pre-training)
-# Re-ranked candidates score their ITM logit; the rest their ITC similarity minus this, so below them.
+DEFAULT_ITC_WEIGHT = 5.0  # weight of the ITC similarity in a re-ranked score, for one that does not say
+# Re-ranked candidates score ITM + weight x ITC; the rest their ITC similarity minus this, below them.
 _BELOW = 1.0e4
 
 
@@ -97,11 +101,18 @@ def task_entry(config) -> dict:
     """The ``task`` entry of a retrieval checkpoint (its re-ranking depth, fusion mode, text length)."""
     return {
         "name": NAME,
-        "state": {"rerank_k": config.task.rerank_k},
+        "state": {"rerank_k": config.task.rerank_k, "itc_weight": config.task.rerank_itc_weight},
         "fusion_mode": config.task.fusion_mode,
         "question_only": False,
         "max_text_len": config.data.max_text_len,
     }
+
+
+def reranking(entry: dict) -> tuple[int, float]:
+    """``(k, itc_weight)`` of a checkpoint's ``task`` entry (a pre-trained checkpoint has none: the
+    defaults)."""
+    state = (entry.get("state") or {}) if entry.get("name") == NAME else {}
+    return int(state.get("rerank_k", DEFAULT_K)), float(state.get("itc_weight", DEFAULT_ITC_WEIGHT))
 
 
 # --------------------------------------------------------------------------- galleries
@@ -248,17 +259,19 @@ def rank_candidates(
     mode: str | None = None,
     rows: Tensor | None = None,
     pairs_per_batch: int = 512,
+    itc_weight: float = 0.0,
 ) -> Tensor:
     """Scores ``[queries, candidates]`` (higher = better) of each query (``rows``: a subset) against
-    every candidate: ITM logits for its ``k`` best candidates by ITC similarity (all for ``k = 0``),
-    ITC similarity ranked below them for the rest. Captions query images or images query captions."""
+    every candidate: ITM logit + ``itc_weight`` x ITC similarity for its ``k`` best candidates by ITC
+    similarity (all for ``k = 0``), ITC similarity ranked below them for the rest. Captions query images
+    or images query captions."""
     if queries.kind == candidates.kind:
         other = "image" if queries.kind == "text" else "text"
         raise ValueError(f"retrieval: {queries.kind} queries need {other} candidates, got {candidates.kind}s")
     texts, images = (queries, candidates) if queries.kind == "text" else (candidates, queries)
     if rows is None:
         rows = torch.arange(len(queries), device=queries.embeddings.device)
-    return _rerank(backbone, texts, images, queries.kind, rows, k, mode, pairs_per_batch)
+    return _rerank(backbone, texts, images, queries.kind, rows, k, mode, pairs_per_batch, itc_weight)
 
 
 def _rerank(
@@ -270,6 +283,7 @@ def _rerank(
     k: int,
     mode: str | None,
     pairs_per_batch: int,
+    itc_weight: float,
 ) -> Tensor:
     query, candidates = (texts, images) if queries == "text" else (images, texts)
     similarity = query.embeddings[rows].float() @ candidates.embeddings.float().T
@@ -279,8 +293,8 @@ def _rerank(
     candidate_rows = top.reshape(-1)
     pairs = (query_rows, candidate_rows) if queries == "text" else (candidate_rows, query_rows)
     logits = itm_logits(backbone, texts, images, *pairs, mode=mode, pairs_per_batch=pairs_per_batch)
-    scores = similarity - _BELOW
-    return scores.scatter_(1, top, logits.view(len(rows), k).to(scores.dtype))
+    reranked = logits.view(len(rows), k).to(similarity.dtype) + itc_weight * similarity.gather(1, top)
+    return (similarity - _BELOW).scatter_(1, top, reranked)
 
 
 def _identity(items: list) -> list:
@@ -298,6 +312,7 @@ def score_matrices(
     world_size: int = 1,
     gather: Callable[[list], list] = _identity,
     pairs_per_batch: int = 512,
+    itc_weight: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Caption-query scores ``[T, I]`` and image-query scores ``[I, T]`` (see the module docstring).
 
@@ -307,12 +322,12 @@ def score_matrices(
     full = k <= 0 or (k >= len(images) and k >= len(texts))
     image_rows = torch.arange(len(images), device=images.hidden.device)[rank::world_size]
     if full:  # the cross-encoder: every pair once, image by image (one image per fused batch)
-        part = _rerank(backbone, texts, images, "image", image_rows, 0, mode, pairs_per_batch)
+        part = _rerank(backbone, texts, images, "image", image_rows, 0, mode, pairs_per_batch, itc_weight)
         i2t = _assemble(gather, image_rows, part, len(images))
         return i2t.T.contiguous(), i2t
     text_rows = torch.arange(len(texts), device=texts.hidden.device)[rank::world_size]
-    t2i_part = _rerank(backbone, texts, images, "text", text_rows, k, mode, pairs_per_batch)
-    i2t_part = _rerank(backbone, texts, images, "image", image_rows, k, mode, pairs_per_batch)
+    t2i_part = _rerank(backbone, texts, images, "text", text_rows, k, mode, pairs_per_batch, itc_weight)
+    i2t_part = _rerank(backbone, texts, images, "image", image_rows, k, mode, pairs_per_batch, itc_weight)
     return _assemble(gather, text_rows, t2i_part, len(texts)), _assemble(
         gather, image_rows, i2t_part, len(images)
     )
@@ -401,6 +416,7 @@ def evaluate_split(
     gather: Callable[[list], list] = _identity,
     image_batch: int = 64,
     pairs_per_batch: int = 512,
+    itc_weight: float = 0.0,
 ) -> RetrievalResult:
     """Encode the split's images and captions once, rank both ways, score (see the module docstring)."""
     import time
@@ -415,7 +431,7 @@ def evaluate_split(
         texts = encode_texts(backbone, collator, captions, device=device)
         t2i, i2t = score_matrices(
             backbone, texts, images, k, mode, rank=rank, world_size=world_size, gather=gather,
-            pairs_per_batch=pairs_per_batch,
+            pairs_per_batch=pairs_per_batch, itc_weight=itc_weight,
         )  # fmt: skip
     finally:
         backbone.train(was_training)

@@ -106,10 +106,13 @@ class RetrievalEvaluator:
 
     metric = "rsum"
 
-    def __init__(self, records: Sequence, collator, *, k: int, mode: str | None, dist) -> None:
+    def __init__(
+        self, records: Sequence, collator, *, k: int, itc_weight: float, mode: str | None, dist
+    ) -> None:
         self.records = list(records)
         self.collator = collator
         self.k = k
+        self.itc_weight = itc_weight
         self.mode = mode
         self.dist = dist
 
@@ -119,6 +122,7 @@ class RetrievalEvaluator:
         result = retrieval.evaluate_split(
             model, self.records, self.collator, k=self.k, mode=self.mode, device=self.dist.device,
             rank=self.dist.rank, world_size=self.dist.world_size, gather=all_gather_lists,
+            itc_weight=self.itc_weight,
         )  # fmt: skip
         metrics = flatten(result.metrics)
         metrics["seconds"] = result.seconds
