@@ -6,7 +6,7 @@ their baselines: the README's downstream table is written by this script, never 
         --readme README.md
 
 ``--figures ARCH=LOG ...`` instead tabulates the figures the downstream quality tests print (one JSON
-object per line, ``pytest -rP tests/test_downstream.py -k ViLTA > LOG``), without running anything.
+object per line, ``pytest -rP tests/e2e/test_downstream.py -k ViLTA > LOG``), without running anything.
 
 For each family and task: one fine-tuning run (``vlp finetune``, the task's tiny preset) and, for the
 classification tasks, the same run blind (``task.question_only=true``: the image replaced by zeros), so
@@ -23,6 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
+from vlp.files import replace_marked_block
 from vlp.runs.finetune import FinetuneRequest, finetune
 from vlp.train.metrics_log import read_metrics
 
@@ -34,7 +35,6 @@ TASKS = {
     "snli_ve": ("snli_ve", "snli_ve/flickr30k_images", "accuracy", 100 / 3),
     "retrieval": (".", None, "image_retrieval/r1", None),
 }
-MARKERS = ("<!-- downstream-table -->", "<!-- /downstream-table -->")
 
 
 def run_one(arch: str, checkpoint: str, task: str, shapes: Path, out: Path, steps: int, blind: bool) -> dict:
@@ -116,13 +116,6 @@ def figures_table(logs: list[str]) -> str:
     return "\n".join(lines)
 
 
-def replace_in_readme(readme: Path, text: str) -> None:
-    content = readme.read_text(encoding="utf-8")
-    start, end = (content.index(marker) for marker in MARKERS)
-    content = content[: start + len(MARKERS[0])] + "\n" + text + "\n" + content[end:]
-    readme.write_text(content, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", type=Path, help="a shapes world (vlp data synth)")
@@ -137,7 +130,7 @@ def main() -> None:
         text = figures_table(args.figures)
         print(text)
         if args.readme:
-            replace_in_readme(args.readme, text)
+            replace_marked_block(args.readme, "downstream-table", text)
         return
     if not (args.shapes and args.out and args.pretrained):
         parser.error("give --shapes, --out and --pretrained (or --figures)")
@@ -156,7 +149,7 @@ def main() -> None:
     (args.out / "downstream.md").write_text(text + "\n", encoding="utf-8")
     print(text)
     if args.readme:
-        replace_in_readme(args.readme, text)
+        replace_marked_block(args.readme, "downstream-table", text)
 
 
 if __name__ == "__main__":

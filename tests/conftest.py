@@ -1,8 +1,18 @@
+"""Fixtures for every test: one thread, fixed seeds, and a small shapes world (``shapes``).
+
+``shapes`` is a module-scoped world written by :func:`vlp.data.synthetic.write_shapes_world` from
+``shapes_config`` (48 images, seed 0); a folder's conftest.py or a test module overrides ``shapes_config``
+for a world of another size (tests/tasks/conftest.py: 24 images).
+"""
+
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from vlp.data.synthetic import SynthConfig, write_shapes_world
 
 torch.set_num_threads(1)
 
@@ -13,3 +23,15 @@ def _seed_everything():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def shapes_config() -> SynthConfig:
+    return SynthConfig(num_images=48, seed=0)
+
+
+@pytest.fixture(scope="module")
+def shapes(shapes_config, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    write_shapes_world(shapes_config, root)
+    return root

@@ -78,3 +78,17 @@ def replace_dir(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def replace_marked_block(path: str | os.PathLike, marker: str, text: str) -> Path:
+    """Replace what stands between ``<!-- marker -->`` and ``<!-- /marker -->`` in the text file ``path``
+    (e.g. a generated table in the README) by ``text``; a ``ValueError`` naming the file when the markers
+    are missing."""
+    path = Path(path)
+    content = path.read_text(encoding="utf-8")
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in content or end not in content.split(start, 1)[1]:
+        raise ValueError(f"{path}: no '{start}' ... '{end}' markers to write between")
+    head, rest = content.split(start, 1)
+    replace_text(path, head + start + "\n" + text.rstrip("\n") + "\n" + end + rest.split(end, 1)[1])
+    return path

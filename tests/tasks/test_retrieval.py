@@ -5,18 +5,10 @@ import torch
 
 from vlp.config import DataConfig, load_config
 from vlp.data.collate import Collator
-from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model
 from vlp.tasks import retrieval
 from vlp.tasks.base import TaskDataError
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    write_shapes_world(SynthConfig(num_images=24, seed=0), root)
-    return root
 
 
 @pytest.fixture(scope="module", params=["vilta", "semvlp"])

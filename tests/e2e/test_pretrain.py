@@ -19,13 +19,6 @@ from vlp.train.metrics_log import read_metrics
 from vlp.train.state import list_checkpoints
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    write_shapes_world(SynthConfig(num_images=48, seed=0), root)
-    return root
-
-
 def tiny_run(steps, **extra):
     options = {"log_every": 1, "val_every": 0, "ckpt_every": 0, "progress": "false", "warmup_steps": 1}
     options.update(extra)

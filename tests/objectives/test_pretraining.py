@@ -237,7 +237,7 @@ def test_itm_only_with_random_negatives_fuses_the_pairs_once():
 
 
 def test_hard_negatives_are_mined_from_the_itc_loss_own_similarity():
-    # Without the ITC loss they are refused (untrained projections): see tests/test_fidelity.py.
+    # Without the ITC loss they are refused (untrained projections): see tests/objectives/test_fidelity.py.
     model = FakeModel()
     cfg = config({"itm": 1.0, "itc": 1.0}, itm__random_negatives=0, itm__hard_negatives=1)
     out = PretrainingObjectives(cfg, model)(make_batch(), step=0)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 from shapes_overrides import data_overrides, vqa_override
-from test_train_loop import make_cfg, make_trainer
+from toy_trainer import make_cfg, make_trainer
 
 from vlp.cli import main as vlp_main
 from vlp.config import ConfigError, config_to_dict, load_config, preset_names
@@ -30,7 +30,7 @@ from vlp.data.formats.webdataset import iter_webdataset
 from vlp.data.images import load_image
 from vlp.data.loader import PretrainLoader
 from vlp.data.records import CaptionRecord
-from vlp.data.synthetic import SynthConfig, write_shapes_world
+from vlp.data.synthetic import SynthConfig
 from vlp.data.tokenizer import load_tokenizer
 from vlp.models import build_model
 from vlp.pretrain import TEACHER_FILE, pretrain
@@ -42,11 +42,9 @@ from vlp.train.state import CheckpointError, RunDirectoryError, list_checkpoints
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    """A 12-image shapes world; region features at the base presets' 2048 dimensions."""
-    root = tmp_path_factory.mktemp("shapes")
-    write_shapes_world(SynthConfig(num_images=12, seed=0, region_feature_dim=2048), root)
-    return root
+def shapes_config() -> SynthConfig:
+    """``shapes`` (tests/conftest.py): 12 images; region features at the base presets' 2048 dimensions."""
+    return SynthConfig(num_images=12, seed=0, region_feature_dim=2048)
 
 
 # Two pairs per batch, 16-token texts, two validation images.
