@@ -35,7 +35,8 @@ vlp's ``pair_rows``; their losses are vlp's ``itm_loss`` (class-balanced, i.e. p
 ``mlm_loss``, on the masked positions only. AdamW lr 1e-3, betas (0.9, 0.98), weight decay 0.01 with vlp's
 no-decay rule (``is_no_decay``), fused kernels on both sides (as vlp's ``build_optimizer``). A timed step
 is forward + loss, backward, ``optimizer.step()``, ``zero_grad(set_to_none=True)``; fp32, or bf16 autocast
-around forward + loss (``torch.autocast(device, dtype=torch.bfloat16)``; vlp's trainer does the same). The
+around forward + loss, under the trainer's own context for it (:func:`vlp.train.precision.autocast`: on
+the CPU it also runs ``scaled_dot_product_attention`` on the math kernel, for every model here). The
 step index passed to vlp is 1000 + i, past every objective warm-up (soft-label alpha at its full value).
 Median of ``--steps`` timed steps after ``--warmup`` untimed ones; spread is the interquartile range
 (and min-max in the JSON). On CUDA the device is synchronised before and after each timed step.
@@ -86,7 +87,6 @@ file, if it has both markers (nothing is added otherwise).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
@@ -105,6 +105,7 @@ from vlp.data.build import build_pretrain_loaders
 from vlp.data.masking import IGNORE_INDEX
 from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
+from vlp.files import replace_marked_block
 from vlp.models import build_model
 from vlp.models.visual import patchify
 from vlp.objectives.base import image_groups
@@ -113,6 +114,7 @@ from vlp.objectives.mlm import mlm_loss
 from vlp.objectives.negatives import random_negatives
 from vlp.pretraining_setup import build_objectives
 from vlp.train.optim import build_optimizer, is_no_decay
+from vlp.train.precision import autocast
 
 # --------------------------------------------------------------------------- settings
 
@@ -178,7 +180,6 @@ PAIRS = {
     "vilta-full": ("ViLTA MLM+ITM", "ViLTA full (both objectives)"),
 }
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-README_START, README_END = "<!-- peers-table -->", "<!-- /peers-table -->"
 
 
 # --------------------------------------------------------------------------- the peers
@@ -425,9 +426,8 @@ def build(name: str, data_args: list[str], tokenizer, device: torch.device, seed
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    """The trainer's context for the step's precision (autocast and the attention kernels it picks)."""
+    return autocast(device, "bf16" if dtype == torch.bfloat16 else "fp32")
 
 
 def _sync(device: torch.device) -> None:
@@ -573,16 +573,6 @@ def markdown_table(results: list[dict], settings: dict) -> str:
     return "\n".join(lines)
 
 
-def write_readme(path: Path, table: str) -> bool:
-    text = path.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        return False
-    head = text[: start + len(README_START)]
-    path.write_text(head + "\n" + table + "\n" + text[end:], encoding="utf-8")
-    return True
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -708,10 +698,8 @@ def main() -> None:
     out.write_text(json.dumps({"settings": settings, "results": results}, indent=1) + "\n", encoding="utf-8")
     print(f"\nwrote {out}")
     if args.readme:
-        if write_readme(Path(args.readme), markdown_table(results, settings)):
-            print(f"wrote the table into {args.readme}")
-        else:
-            print(f"{args.readme}: no {README_START} ... {README_END} markers; left unchanged")
+        replace_marked_block(args.readme, "peers-table", markdown_table(results, settings))
+        print(f"wrote the table into {args.readme}")
 
 
 if __name__ == "__main__":

@@ -389,7 +389,7 @@ class SemVLP(VisionLanguageModel):
         """Pair text ``b`` with image ``image_index[b]``; ``mode``: single | two (None: single)."""
         mode = self._resolve_mode(mode)
         t, t_mask = text.hidden, text.mask
-        v, v_mask = image.hidden[image_index], image.mask[image_index]
+        v, v_mask = image.hidden.index_select(0, image_index), image.mask.index_select(0, image_index)
         if mode == "single":
             n_image = v.shape[1]
             joint = self.run_stack(torch.cat([v, t], dim=1), torch.cat([v_mask, t_mask], dim=1))
@@ -402,7 +402,7 @@ class SemVLP(VisionLanguageModel):
             v_bias = attention_bias(image.mask)
             for layer in self.layers[:first_cross]:
                 v = layer(v, v_bias)
-            v = v[image_index]
+            v = v.index_select(0, image_index)
             t_bias, v_bias = attention_bias(t_mask), attention_bias(v_mask)
             for index, layer in enumerate(self.layers):
                 if index >= first_cross:

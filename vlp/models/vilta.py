@@ -130,12 +130,13 @@ class ViLTA(VisionLanguageModel):
         gathered with the image states; the rest runs per pair.
         """
         t, t_mask = text.hidden, text.mask
-        v, v_mask = image.hidden[image_index], image.mask[image_index]
+        v, v_mask = image.hidden.index_select(0, image_index), image.mask.index_select(0, image_index)
         t_bias, v_bias = attention_bias(t_mask), attention_bias(v_mask)
         layers = zip(self.text_layers, self.image_layers, strict=True)
         for index, (text_layer, image_layer) in enumerate(layers):
             if index == 0:
-                v_self = image_layer.self_attn(image.hidden, bias=attention_bias(image.mask))[image_index]
+                v_self = image_layer.self_attn(image.hidden, bias=attention_bias(image.mask))
+                v_self = v_self.index_select(0, image_index)
             else:
                 v_self = image_layer.self_attn(v, bias=v_bias)
             t_self = text_layer.self_attn(t, bias=t_bias)

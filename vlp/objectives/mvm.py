@@ -108,7 +108,7 @@ def mvm_objective(
             f"{tuple(fused.image.shape[:2])}"
         )
     hidden = fused.image[rows]
-    target = targets.detach()[batch.image_index][rows]
+    target = targets.detach().index_select(0, batch.image_index)[rows]
     regress = regression_loss(model.heads.mvm_regress(hidden), target, cfg.loss)
     metrics = {"mvm_regress": regress.item()}
     loss = regress

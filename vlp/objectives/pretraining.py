@@ -60,7 +60,11 @@ if TYPE_CHECKING:  # vlp.train is not imported at run time: objectives do not de
 
 
 def _rows(features: TextFeatures, index: Tensor | slice) -> TextFeatures:
-    return TextFeatures(hidden=features.hidden[index], mask=features.mask[index])
+    if isinstance(index, slice):
+        return TextFeatures(hidden=features.hidden[index], mask=features.mask[index])
+    return TextFeatures(
+        hidden=features.hidden.index_select(0, index), mask=features.mask.index_select(0, index)
+    )
 
 
 class PretrainingObjectives(nn.Module):
