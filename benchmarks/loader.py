@@ -23,11 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from pretrain_step import setup_variant, timed_step  # the sibling script (run from benchmarks/)
+from pretrain_step import setup_variant, shapes_data, timed_step  # the sibling script (run from benchmarks/)
 
 from vlp.data.batch import Batch
 from vlp.data.loader import PretrainLoader
-from vlp.data.synthetic import SynthConfig, write_shapes_world
 
 
 def _batches(loader: PretrainLoader) -> Iterator[Batch]:
@@ -89,18 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    data = Path(args.data)
-    if not (data / "dataset_shapes.json").is_file():
-        print(f"writing a shapes world of {args.images} images to {data} ...", flush=True)
-        write_shapes_world(SynthConfig(num_images=args.images, seed=0), data)
-    common = [
-        f"data.train={data / 'dataset_shapes.json'}",
-        f"data.images_root={data / 'images'}",
-        f"data.tokenizer={data / 'tokenizer'}",
-        f"data.batch_size={args.batch_size}",
-        "train.seed=0",
-        *args.overrides,
-    ]
+    common = [*shapes_data(Path(args.data), args.batch_size, args.images), "train.seed=0", *args.overrides]
 
     # The step does not depend on the loader's workers: timed once, on in-process batches.
     loader, objectives, optimizer = setup_variant(args.preset, [*common, "data.num_workers=0"])

@@ -97,13 +97,13 @@ from pathlib import Path
 
 import torch
 import transformers
+from pretrain_step import shapes_data  # the sibling script (run from benchmarks/)
 from torch import Tensor, nn
 
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.build import build_pretrain_loaders
 from vlp.data.masking import IGNORE_INDEX
-from vlp.data.synthetic import SynthConfig, write_shapes_world
 from vlp.data.tokenizer import load_tokenizer
 from vlp.files import replace_marked_block
 from vlp.models import build_model
@@ -608,15 +608,7 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    data = Path(args.data)
-    if not (data / "dataset_shapes.json").is_file():
-        write_shapes_world(SynthConfig(num_images=500, seed=0), data)
-    data_args = [
-        f"data.train={data / 'dataset_shapes.json'}",
-        f"data.images_root={data / 'images'}",
-        f"data.tokenizer={data / 'tokenizer'}",
-        f"data.batch_size={args.batch_size}",
-    ]
+    data_args = shapes_data(Path(args.data), args.batch_size)
     config = load_config("vilta-tiny", vlp_overrides("vilta-tiny", PLAIN_MLM_ITM, data_args))
     tokenizer = load_tokenizer(config.data.tokenizer)
     loader = build_pretrain_loaders(config.data, tokenizer, seed=args.seed).train

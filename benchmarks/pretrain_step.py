@@ -52,6 +52,20 @@ SEMVLP_VARIANTS = {
 }
 
 
+def shapes_data(data: Path, batch_size: int, images: int = 500) -> list[str]:
+    """The data overrides of a benchmark run on the shapes world in ``data`` (written there first, with
+    ``images`` images, when absent)."""
+    if not (data / "dataset_shapes.json").is_file():
+        print(f"writing a shapes world of {images} images to {data} ...", flush=True)
+        write_shapes_world(SynthConfig(num_images=images, seed=0), data)
+    return [
+        f"data.train={data / 'dataset_shapes.json'}",
+        f"data.images_root={data / 'images'}",
+        f"data.tokenizer={data / 'tokenizer'}",
+        f"data.batch_size={batch_size}",
+    ]
+
+
 def setup_variant(preset: str, overrides: list[str]):
     config = load_config(preset, overrides)
     run = build_pretraining(config)  # seeded from train.seed: every variant starts from the same weights
@@ -87,16 +101,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     data = Path(args.data)
-    if not (data / "dataset_shapes.json").is_file():
-        write_shapes_world(SynthConfig(num_images=500, seed=0), data)
-    common = [
-        f"data.train={data / 'dataset_shapes.json'}",
-        f"data.images_root={data / 'images'}",
-        f"data.tokenizer={data / 'tokenizer'}",
-        f"data.batch_size={args.batch_size}",
-        "train.seed=0",
-        *args.overrides,
-    ]
+    common = [*shapes_data(data, args.batch_size), "train.seed=0", *args.overrides]
     semvlp = args.preset.startswith("semvlp")
     if semvlp:  # the shapes world's VQA questions, for the QA objective
         vqa = data / "vqa"
