@@ -1,5 +1,8 @@
 """vlp's two model families side by side with their Hugging Face transformers peers: one full training step.
 
+One script of ~700 lines on purpose: each peer's adapter (inputs, heads, losses) sits beside the others so
+that the equal-configuration choices can be read and compared in one place.
+
 One command, one process. Each pair is a vlp model and a peer built at equal sizes from random weights
 (configs only, never ``from_pretrained``: no network); their steps are interleaved round-robin (the order
 flips every step) so that machine noise hits both alike, and every model gets the same batches::

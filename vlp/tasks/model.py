@@ -21,6 +21,7 @@ from vlp.files import replace_atomically
 from vlp.models.checkpoint import load, read_config, save_pretrained
 from vlp.objectives.base import ObjectiveOutput
 from vlp.tasks.base import Prediction, Task, TaskBatch
+from vlp.weights import read_safetensors
 
 TASK_HEAD_FILE = "task_head.safetensors"
 
@@ -128,8 +129,6 @@ def read_task_entry(directory: str | Path) -> dict[str, Any]:
 
 def load_task_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[TaskModel, dict]:
     """The fine-tuned model saved in ``directory`` (eval mode) and its ``task`` entry."""
-    from safetensors.torch import load_file
-
     from vlp.tasks import get_task
 
     directory = Path(directory)
@@ -148,9 +147,7 @@ def load_task_model(directory: str | Path, device: str | torch.device = "cpu") -
         question_only=bool(entry.get("question_only", False)),
     )
     path = directory / TASK_HEAD_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"task head weights not found: {path}")
-    state = load_file(str(path))
+    state = read_safetensors(path, what="task head weights")[0]
     own = model.head.state_dict()
     bad = [k for k in own if k not in state or state[k].shape != own[k].shape] + [
         k for k in state if k not in own

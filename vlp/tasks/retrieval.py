@@ -40,6 +40,7 @@ from vlp.files import replace_atomically
 from vlp.metrics import recall_at_k
 from vlp.models.outputs import ImageFeatures, TextFeatures
 from vlp.tasks.base import Task, TaskDataError
+from vlp.weights import read_safetensors
 
 NAME = "retrieval"
 METRIC = "rsum"
@@ -155,17 +156,14 @@ class Gallery:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Gallery:
-        from safetensors import safe_open
-
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"retrieval index not found: {path}")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-                tensors = {name: f.get_tensor(name) for name in ("hidden", "mask", "embeddings")}
-            return cls(metadata["kind"], json.loads(metadata["keys"]), **tensors)
-        except (KeyError, OSError, ValueError, json.JSONDecodeError) as err:
+            tensors, metadata = read_safetensors(path, what="retrieval index")
+            parts = {name: tensors[name] for name in ("hidden", "mask", "embeddings")}
+            return cls(metadata["kind"], json.loads(metadata["keys"]), **parts)
+        except FileNotFoundError:
+            raise
+        except (KeyError, ValueError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not a vlp retrieval index ({err})") from err
 
 
