@@ -161,8 +161,6 @@ class Gallery:
             tensors, metadata = read_safetensors(path, what="retrieval index")
             parts = {name: tensors[name] for name in ("hidden", "mask", "embeddings")}
             return cls(metadata["kind"], json.loads(metadata["keys"]), **parts)
-        except FileNotFoundError:
-            raise
         except (KeyError, ValueError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not a vlp retrieval index ({err})") from err
 
