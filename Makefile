@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
+DEMO_ARGS ?=
 
 .PHONY: demo test lint clean
 
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	bash scripts/demo.sh $(DEMO_DIR)
+	$(VENV)/bin/vlp demo --out $(DEMO_DIR) $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest

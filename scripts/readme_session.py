@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from vlp.data.synthetic.layout import TASK_FILES
 from vlp.files import replace_marked_block
+from vlp.runs.demo import world_overrides
+from vlp.tasks import get_task
 
 VLP = str(Path(sys.executable).with_name("vlp"))
 STEPS = 150
@@ -58,20 +61,11 @@ def first_val_examples(shapes: Path) -> dict:
     }  # fmt: skip
 
 
-# task -> (data folder under the world, --images or "", val split)
-TASKS = {
-    "vqa": ("vqa", "images", "val2014"),
-    "gqa": ("gqa", "", "val"),
-    "nlvr2": ("nlvr2", "", "dev"),
-    "snli_ve": ("snli_ve", "snli_ve/flickr30k_images", "dev"),
-    "retrieval": (".", "", "val"),
-}
 
 
 def session(run_dir: Path, log) -> list[str]:
     shapes = run_dir / "shapes"
-    data = [f"data.train={shapes / 'dataset_shapes.json'}", f"data.images_root={shapes / 'images'}",
-            f"data.tokenizer={shapes / 'tokenizer'}"]  # fmt: skip
+    data = world_overrides(shapes)
     out = run(
         ["data", "synth", "--out", str(shapes), "--images", "600", "--seed", "0", "--overwrite"], log, 0
     )
@@ -80,9 +74,11 @@ def session(run_dir: Path, log) -> list[str]:
                 "train.max_steps=300", "train.progress=false"]  # fmt: skip
     out += run(pretrain, log, 3)
     examples = first_val_examples(shapes)
-    for task, (folder, images, split) in TASKS.items():
-        tuned = run_dir / task
-        where = ["--data", str(shapes / folder)] + (["--images", str(shapes / images)] if images else [])
+    for task, files in TASK_FILES.items():
+        tuned, split = run_dir / task, get_task(task).val_split
+        where = ["--data", str(files.data_dir(shapes))]
+        if files.images:
+            where += ["--images", str(files.images_dir(shapes))]
         finetune = [
             "finetune",
             task,

@@ -11,8 +11,9 @@ import torch
 
 from vlp.config import load_config
 from vlp.data.synthetic import SynthConfig, write_shapes_world
+from vlp.data.synthetic.layout import TASK_FILES
 from vlp.pretrain import pretrain
-from vlp.runs.finetune import FinetuneRequest, finetune
+from vlp.runs.demo import fine_tune_task, world_overrides
 
 QUICK = ["train.progress=false", "train.log_every=25", "train.ckpt_every=0", "train.warmup_steps=15"]
 WORLD_IMAGES = 600
@@ -32,16 +33,7 @@ CLASSIFICATION = {
 # The tasks whose margins each family reaches at this budget. Not (yet): NLVR2 for SemVLP (55.0 against
 # 56.3 for a blind vilta after 150 steps); see docs/decisions.md.
 ASSERTED = {"vilta": ("vqa", "gqa", "snli_ve", "nlvr2"), "semvlp": ("vqa", "gqa", "snli_ve")}
-CHANCE = {"snli_ve": 100 / 3, "nlvr2": 50.0}
 RETRIEVAL_OVER_CHANCE = 3  # R@1 in both directions at least this many times chance
-# task -> (data folder, images folder relative to the world or None for DATA/images)
-DATA = {
-    "vqa": ("vqa", "images"),
-    "gqa": ("gqa", None),
-    "nlvr2": ("nlvr2", None),
-    "snli_ve": ("snli_ve", "snli_ve/flickr30k_images"),
-    "retrieval": (".", None),
-}
 
 
 def shapes_world(root: Path) -> Path:
@@ -57,9 +49,7 @@ def pretrained(arch: str, shapes: Path, out: Path) -> Path:
     config = load_config(
         preset,
         [
-            f"data.train={shapes / 'dataset_shapes.json'}",
-            f"data.images_root={shapes / 'images'}",
-            f"data.tokenizer={shapes / 'tokenizer'}",
+            *world_overrides(shapes),
             f"train.max_steps={PRETRAIN_STEPS}",
             "train.val_every=0",
             *QUICK,
@@ -75,16 +65,7 @@ def fine_tune(checkpoint: Path, shapes: Path, out: Path, task: str, *extra: str,
     """Fine-tune ``checkpoint`` on ``task`` for ``steps`` (0: the task's budget, ``TASK_STEPS`` or
     ``FINETUNE_STEPS``), evaluating on val at the end; returns ``finetune``'s metrics."""
     steps = steps or TASK_STEPS.get(task, FINETUNE_STEPS)
-    data, images = DATA[task]
-    request = FinetuneRequest(
-        task=task,
-        init=str(checkpoint),
-        out=str(out),
-        data=str(shapes / data),
-        images=str(shapes / images) if images else "",
-        overrides=(f"train.max_steps={steps}", f"train.val_every={steps}", *QUICK, *extra),
-    )
-    return finetune(request)
+    return fine_tune_task(task, checkpoint, shapes, out, steps, *QUICK, *extra)
 
 
 def with_and_without_image(checkpoint: Path, shapes: Path, out: Path, task: str, metric: str) -> dict:
@@ -107,7 +88,7 @@ def check_beats_baselines(world: tuple[Path, Path], out: Path, task: str) -> Non
     shapes, checkpoint = world
     metric, over_baseline, over_blind = CLASSIFICATION[task]
     figures = with_and_without_image(checkpoint, shapes, out, task, metric)
-    baseline = max(figures["majority"], CHANCE.get(task, 0.0))
+    baseline = max(figures["majority"], TASK_FILES[task].chance or 0.0)
     assert figures["score"] > baseline + over_baseline, figures
     assert figures["score"] > figures["blind"] + over_blind, figures
 

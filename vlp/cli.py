@@ -197,6 +197,21 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         )
 
 
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from vlp.runs.demo import DemoRequest, format_paths, format_table, run_demo
+
+    request = DemoRequest(
+        out=args.out, family=args.family, scale=args.scale, images=args.images, seed=args.seed,
+        tasks=tuple(t for t in args.tasks.split(",") if t), pretrain_steps=args.pretrain_steps,
+        finetune_steps=args.finetune_steps, question_only=not args.no_question_only, progress=not args.quiet,
+    )  # fmt: skip
+    result = run_demo(request)
+    print(format_table(result.rows))
+    print(f"\nfiles (the table also in {args.out}/demo.md and demo.json):")
+    print(format_paths(result.paths))
+    print(f"done in {result.seconds / 60:.1f} min")
+
+
 def _predict_retrieval(predictor, args: argparse.Namespace) -> None:
     """Rank the captions of --texts FILE for one --image, or the images in --images DIR for one --text."""
     from pathlib import Path
@@ -322,6 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=5)
     pr.add_argument("--device", help="cpu (default), cuda, ...")
     pr.set_defaults(handler=_cmd_predict)
+
+    demo = commands.add_parser("demo", help="the whole job on the built-in shapes world, ending in a table")
+    demo.add_argument("--out", default="runs/demo", help="run folder, cleared first (default runs/demo)")
+    demo.add_argument("--family", default="vilta", help="vilta | semvlp (default vilta)")
+    demo.add_argument("--scale", default="tiny", help="tiny | base (default tiny; base wants a GPU)")
+    demo.add_argument("--images", type=int, default=2000, help="shapes world size (default 2000)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--tasks", default="vqa,retrieval,nlvr2,snli_ve,gqa", help="comma-separated")
+    demo.add_argument("--pretrain-steps", type=int, default=0, help="0: the presets' (text stage 150)")
+    demo.add_argument("--finetune-steps", type=int, default=0, help="0: per task (VQA, NLVR2 300, else 150)")
+    demo.add_argument("--no-question-only", action="store_true", help="skip the image-blanked baseline runs")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars, only the stage lines")
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 
