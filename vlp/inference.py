@@ -181,6 +181,37 @@ class Predictor:
             out.extend(torch.softmax(self.backbone.heads.itm(pooled).float(), dim=-1)[:, 1].tolist())
         return out
 
+    @torch.no_grad()
+    def fill_mask(
+        self, images: ImageLike | Sequence[ImageLike], texts: str | Sequence[str], top_k: int = 5
+    ) -> list[list[tuple[str, float]]]:
+        """The ``top_k`` tokens (with probabilities) for the one ``[MASK]`` of each text, read by the
+        pre-training MLM head over the text fused with its image (broadcast as in :meth:`answer`)."""
+        image_list, text_list = _broadcast(_as_list(images, "images"), _as_list(texts, "texts"))
+        mask = self.tokenizer.mask_token
+        unmasked = [text for text in text_list if text.count(mask) != 1]
+        if unmasked:
+            raise ValueError(f"fill_mask: each text needs exactly one {mask}; got {unmasked[0]!r}")
+        items = self._items(image_list, text_list)
+        collator = Collator(self.tokenizer, self.data_cfg, train=False, mlm=False)
+        out: list[list[tuple[str, float]]] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            collated = collator.collate([item.examples[0] for item in chunk], seed=0)
+            self._require_all(collated, len(chunk))
+            batch = collated.batch.to(self.device)
+            positions = batch.input_ids == self.tokenizer.mask_token_id
+            if int(positions.sum()) != len(chunk):  # a [MASK] cut off by max_text_len
+                raise ValueError(f"fill_mask: a {mask} lies beyond max_text_len {self.data_cfg.max_text_len}")
+            text = self.backbone.embed_text(batch.input_ids, batch.attention_mask)
+            image = self.backbone.embed_image(batch.visual)
+            fused = self.backbone.fuse(text, image, batch.image_index, self._mode)
+            probabilities = torch.softmax(self.backbone.mlm_logits(fused, positions).float(), dim=-1)
+            top = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
+            for values, ids in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                out.append(list(zip(self.tokenizer.convert_ids_to_tokens(ids), values, strict=True)))
+        return out
+
     # ---- retrieval
 
     @torch.no_grad()
