@@ -1,0 +1,153 @@
+"""Tables and plots of the experiments' results for docs/results.md: never typed by hand.
+
+    .venv/bin/python experiments/report.py [--runs runs/experiments] [--results docs/results.md]
+
+For each experiment with results under RUNS: a table of mean +- standard deviation over seeds (probes and
+downstream scores), a table of each variant's difference to the first variant, paired by seed (starred
+where it is beyond twice its standard error, otherwise inside the noise), and a PNG of the pre-training
+curves (MLM and ITM accuracy against steps, mean over seeds) in docs/figures/. Each experiment's block
+replaces the one between ``<!-- results:EXPERIMENT -->`` markers in RESULTS; the prose around the blocks
+is written by people reading them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from vlp.files import replace_marked_block
+
+# figure -> (column title, where it lives in result.json)
+COLUMNS = {
+    "mlm_synonym": ("MLM acc., synonyms count", "probes"),
+    "mlm_exact": ("MLM acc., exact word", "probes"),
+    "itm_one_word_pairwise": ("ITM one-word pairs", "probes"),
+    "vqa": ("VQA", "downstream"),
+    "retrieval_image_r1": ("R@1 caption->image", "downstream"),
+    "retrieval_text_r1": ("R@1 image->caption", "downstream"),
+    "nlvr2": ("NLVR2", "downstream"),
+}
+CURVES = (("mlm_acc", "MLM accuracy (train)"), ("itm_acc_balanced", "ITM balanced accuracy (train)"))
+
+
+def load_results(runs: Path) -> dict[str, dict[str, list[dict]]]:
+    """experiment -> variant -> the result.json of each seed, variants in the order they were run."""
+    found: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for path in sorted(runs.glob("*/*/seed*/result.json"), key=lambda p: p.stat().st_mtime):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        found[result["experiment"]][result["variant"]].append(result)
+    return found
+
+
+def _values(results: list[dict], figure: str) -> list[float]:
+    section = COLUMNS[figure][1]
+    return [r[section][figure] for r in results if figure in r.get(section, {})]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _by_seed(results: list[dict], figure: str) -> dict[int, float]:
+    section = COLUMNS[figure][1]
+    return {r["seed"]: r[section][figure] for r in results if figure in r.get(section, {})}
+
+
+def difference(a: dict[int, float], b: dict[int, float]) -> str:
+    """Mean over the shared seeds of ``b - a`` (paired: same seed, same text stage and data order),
+    starred when beyond twice the standard error of the paired differences."""
+    diffs = [b[seed] - a[seed] for seed in sorted(a.keys() & b.keys())]
+    if len(diffs) < 2:
+        return "-"
+    mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return f"{mean:+.1f}{'*' if abs(mean) > 2 * se else ''}"
+
+
+def table(variants: dict[str, list[dict]]) -> str:
+    figures = [f for f in COLUMNS if any(_values(rs, f) for rs in variants.values())]
+    lines = [
+        "| variant | seeds | " + " | ".join(COLUMNS[f][0] for f in figures) + " |",
+        "|---|---|" + "---|" * len(figures),
+    ]
+    for name, results in variants.items():
+        cells = []
+        for figure in figures:
+            values = _values(results, figure)
+            cells.append("-" if not values else "{:.1f} ± {:.1f}".format(*_mean_std(values)))
+        lines.append(f"| {name} | {len(results)} | " + " | ".join(cells) + " |")
+    reference, *others = list(variants)
+    if others:
+        lines += [
+            "",
+            f"Difference to {reference}, seed by seed (mean of the paired differences in points; * beyond "
+            "twice their standard error, otherwise inside the noise):",
+            "",
+            "| variant | " + " | ".join(COLUMNS[f][0] for f in figures) + " |",
+            "|---|" + "---|" * len(figures),
+        ]
+        for name in others:
+            cells = [
+                difference(_by_seed(variants[reference], f), _by_seed(variants[name], f)) for f in figures
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(experiment: str, variants: dict[str, list[dict]], out: Path) -> Path | None:
+    """MLM and ITM train accuracy against steps, the mean over seeds per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not any(r.get("curves") for rs in variants.values() for r in rs):
+        return None
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.6))
+    for ax, (key, title) in zip(axes, CURVES, strict=True):
+        for name, results in variants.items():
+            by_step = defaultdict(list)
+            for result in results:
+                for row in result.get("curves", []):
+                    if row["split"] == "train" and key in row:
+                        by_step[row["step"]].append(row[key])
+            if by_step:
+                steps = sorted(by_step)
+                ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps], label=name)
+        ax.set_title(title)
+        ax.set_xlabel("pre-training step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{experiment}: mean over seeds")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/experiments"))
+    parser.add_argument("--results", type=Path, default=Path("docs/results.md"))
+    parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
+    args = parser.parse_args(argv)
+    found = load_results(args.runs)
+    if not found:
+        raise SystemExit(f"--runs {args.runs}: no */*/seed*/result.json there (run experiments/run.py first)")
+    for experiment, variants in found.items():
+        text = table(variants)
+        plot = plot_curves(experiment, variants, args.figures / f"{experiment}-curves.png")
+        if plot is not None:
+            relative = os.path.relpath(plot.resolve(), args.results.resolve().parent)
+            text += f"\n\n![{experiment} pre-training curves]({Path(relative).as_posix()})"
+        print(f"## {experiment}\n{text}\n")
+        replace_marked_block(args.results, f"results:{experiment}", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Run one experiment of docs/results.md: pre-train each variant at equal steps, data and seeds, probe it,
+fine-tune it on the downstream tasks, and write one ``result.json`` per (variant, seed).
+
+    .venv/bin/python experiments/run.py vilta-ablation [--seeds 0,1,2] [--out runs/experiments]
+
+Experiments: ``vilta-ablation`` (baseline MLM + ITM with random and ITC-hard negatives, + soft labels,
++ synthesized negatives, both; all four start from the same text-only stage per seed),
+``semvlp-ablation`` (single-only, two-only, iterative), ``cross`` (SemVLP with and without ViLTA's two
+objectives, both from a SemVLP text-only stage), ``pretraining-helps`` (fine-tuning vilta-tiny from
+the full ViLTA checkpoint of ``vilta-ablation`` against from scratch). All of them share one shapes world
+(``OUT/shapes``). A (variant, seed) whose ``result.json`` exists is skipped, so an interrupted run picks
+up where it stopped; ``--fresh`` runs everything again. ``experiments/report.py`` turns the results into
+docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from vlp.config import load_config
+from vlp.data.synthetic import SynthConfig, write_shapes_world
+from vlp.files import write_json
+from vlp.inference import load_predictor
+from vlp.pretrain import pretrain
+from vlp.probes import one_word_itm_accuracy, synonym_mlm_accuracy, val_captions
+from vlp.runs.demo import fine_tune_task, world_overrides
+from vlp.tasks import get_task
+from vlp.train.metrics_log import read_metrics
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Steps of each stage, the same for every variant of an experiment (stated in docs/results.md)."""
+
+    world_images: int = 600
+    text_steps: int = 150
+    pretrain_steps: int = 200
+    task_steps: dict = field(default_factory=lambda: {"vqa": 100, "retrieval": 100, "nlvr2": 100})
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    preset: str
+    overrides: tuple[str, ...] = ()
+    text_stage: str = ""  # "" or the text-stage preset whose output initialises the model (and teaches)
+    pretrained: bool = True  # False: fine-tune from scratch (no pre-training)
+
+
+_SEMVLP_OBJECTIVES = ("data.vqa=", "objectives.weights={mlm: 1.0, itm: 1.0, itc: 1.0}")
+_VILTA_ON_SEMVLP = (
+    "data.vqa=",
+    "objectives.weights={mlm: 1.0, itm: 1.0, itc: 1.0, text_mlm: 0.5}",
+    "objectives.soft_labels.enabled=true",
+    "objectives.itm.hard_negatives=1",
+    "objectives.itm.synthesized.per_positive=1",
+)
+_SEMVLP_TEXT = ("data.vqa=", "objectives.text_only=true", "objectives.weights={mlm: 1.0}")
+
+EXPERIMENTS: dict[str, tuple[Variant, ...]] = {
+    "vilta-ablation": (
+        Variant("baseline", "vilta-tiny-baseline", text_stage="vilta-tiny-text"),
+        Variant("+soft labels", "vilta-tiny-soft", text_stage="vilta-tiny-text"),
+        Variant("+synthesized negatives", "vilta-tiny-synth", text_stage="vilta-tiny-text"),
+        Variant("both (ViLTA)", "vilta-tiny", text_stage="vilta-tiny-text"),
+    ),
+    "semvlp-ablation": (
+        Variant("single-stream only", "semvlp-tiny-single", _SEMVLP_OBJECTIVES),
+        Variant("two-stream only", "semvlp-tiny-two", _SEMVLP_OBJECTIVES),
+        Variant("iterative (SemVLP)", "semvlp-tiny", _SEMVLP_OBJECTIVES),
+    ),
+    "cross": (
+        Variant("SemVLP", "semvlp-tiny", _SEMVLP_OBJECTIVES, text_stage="semvlp-tiny"),
+        Variant("SemVLP + ViLTA objectives", "semvlp-tiny", _VILTA_ON_SEMVLP, text_stage="semvlp-tiny"),
+    ),
+    "pretraining-helps": (
+        Variant("pre-trained (ViLTA)", "vilta-tiny", text_stage="vilta-tiny-text"),
+        Variant("from scratch", "vilta-tiny", pretrained=False),
+    ),
+}
+# pretraining-helps reads the ViLTA checkpoints of vilta-ablation instead of training them again
+SHARED_CHECKPOINT = {("pretraining-helps", "pre-trained (ViLTA)"): ("vilta-ablation", "both (ViLTA)")}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def _run_dir(out: Path, experiment: str, variant: str, seed: int) -> Path:
+    return out / experiment / slug(variant) / f"seed{seed}"
+
+
+def text_stage(out: Path, preset: str, seed: int, budget: Budget, shapes: Path) -> Path:
+    """The text-only MLM stage of ``preset`` for ``seed``, shared by every variant that starts from it."""
+    folder = out / "text-stages" / f"{preset}-seed{seed}"
+    if not (folder / "final").is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+        extra = _SEMVLP_TEXT if preset.startswith("semvlp") else ()
+        overrides = [*world_overrides(shapes), *_quiet(seed), f"train.max_steps={budget.text_steps}", *extra]
+        pretrain(load_config(preset, overrides), folder)
+    return folder / "final"
+
+
+def _quiet(seed: int) -> list[str]:
+    return [f"train.seed={seed}", "train.progress=false", "train.ckpt_every=0", "train.log_every=25"]
+
+
+def pretrain_variant(out: Path, variant: Variant, seed: int, budget: Budget, shapes: Path, run: Path) -> Path:
+    overrides = [*world_overrides(shapes), *_quiet(seed), f"train.max_steps={budget.pretrain_steps}"]
+    overrides += list(variant.overrides)
+    if variant.text_stage:
+        teacher = text_stage(out, variant.text_stage, seed, budget, shapes)
+        overrides += [f"model.init_from={teacher}", f"objectives.soft_labels.teacher={teacher}"]
+    shutil.rmtree(run / "pretrain", ignore_errors=True)
+    torch.manual_seed(seed)
+    pretrain(load_config(variant.preset, overrides), run / "pretrain")
+    return run / "pretrain" / "final"
+
+
+def curves(run_dir: Path) -> list[dict]:
+    """The pre-training log's MLM and ITM figures against steps (train every 25 steps, val every 100)."""
+    rows = []
+    for split in ("train", "val"):
+        for entry in read_metrics(run_dir, split):
+            figures = {**entry.get("losses", {}), **entry.get("metrics", {})}
+            keep = {k: v for k, v in figures.items() if k.split("_")[0] in ("mlm", "itm", "itc")}
+            rows.append({"split": split, "step": entry["step"], **keep})
+    return rows
+
+
+def downstream(checkpoint: Path | None, shapes: Path, run: Path, seed: int, budget: Budget) -> dict:
+    """Each task's val score after fine-tuning ``checkpoint`` (None: from scratch, the task's preset)."""
+    scores = {}
+    for task, steps in budget.task_steps.items():
+        extra = (*_quiet(seed), "train.warmup_steps=15")
+        if checkpoint is None:
+            extra += (f"data.tokenizer={shapes / 'tokenizer'}",)
+        init = checkpoint if checkpoint is not None else "none"
+        preset = "" if checkpoint is not None else f"{task}-vilta-tiny"
+        result = fine_tune_task(task, init, shapes, run / task, steps, *extra, preset=preset)
+        if task == "retrieval":
+            scores["retrieval_image_r1"] = result["eval/image_retrieval/r1"]
+            scores["retrieval_text_r1"] = result["eval/text_retrieval/r1"]
+        else:
+            scores[task] = result[f"best/{get_task(task).metric}"]
+        shutil.rmtree(run / task / "best", ignore_errors=True)  # keep the logs, not the weights
+        shutil.rmtree(run / task / "final", ignore_errors=True)
+    return scores
+
+
+def run_one(out: Path, experiment: str, variant: Variant, seed: int, budget: Budget, shapes: Path) -> dict:
+    run = _run_dir(out, experiment, variant.name, seed)
+    started = time.perf_counter()
+    shared = SHARED_CHECKPOINT.get((experiment, variant.name))
+    if not variant.pretrained:
+        checkpoint, result = None, {}
+    elif shared is not None:
+        source = _run_dir(out, shared[0], shared[1], seed)
+        if not (source / "result.json").is_file():
+            raise SystemExit(
+                f"{experiment} needs {shared[0]} seed {seed} first: {source}/result.json missing"
+            )
+        checkpoint = source / "pretrain" / "final"
+        result = {k: v for k, v in json.loads((source / "result.json").read_text()).items() if k == "probes"}
+    else:
+        checkpoint = pretrain_variant(out, variant, seed, budget, shapes, run)
+        predictor = load_predictor(checkpoint)
+        pairs = val_captions(shapes, SynthConfig(num_images=budget.world_images, seed=0))
+        result = {
+            "probes": {**synonym_mlm_accuracy(predictor, pairs), **one_word_itm_accuracy(predictor, pairs)}
+        }
+        result["curves"] = curves(run / "pretrain")
+    result.update(
+        experiment=experiment, variant=variant.name, seed=seed, budget=asdict(budget),
+        downstream=downstream(checkpoint, shapes, run, seed, budget),
+    )  # fmt: skip
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(run / "result.json", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments"))
+    parser.add_argument("--variants", default="", help="comma-separated slugs (default: all)")
+    parser.add_argument("--fresh", action="store_true", help="run again what already has a result.json")
+    defaults = Budget()
+    parser.add_argument("--world-images", type=int, default=defaults.world_images)
+    parser.add_argument("--text-steps", type=int, default=defaults.text_steps)
+    parser.add_argument("--pretrain-steps", type=int, default=defaults.pretrain_steps)
+    parser.add_argument(
+        "--task-steps", type=int, default=0, help="every task's fine-tuning steps (0: default)"
+    )
+    args = parser.parse_args(argv)
+    tasks = {task: args.task_steps or steps for task, steps in defaults.task_steps.items()}
+    budget = Budget(args.world_images, args.text_steps, args.pretrain_steps, tasks)
+    shapes, world = args.out / "shapes", args.out / "world.json"
+    if not world.is_file():
+        write_shapes_world(SynthConfig(num_images=budget.world_images, seed=0), shapes, overwrite=True)
+        write_json(world, {"num_images": budget.world_images, "seed": 0})
+    elif json.loads(world.read_text())["num_images"] != budget.world_images:
+        raise SystemExit(
+            f"{world}: a world of another size is there; give another --out or its --world-images"
+        )
+    wanted = set(filter(None, args.variants.split(",")))
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for variant in EXPERIMENTS[args.experiment]:
+            if wanted and slug(variant.name) not in wanted:
+                continue
+            done = _run_dir(args.out, args.experiment, variant.name, seed) / "result.json"
+            if done.is_file() and not args.fresh:
+                print(f"{args.experiment} / {variant.name} / seed {seed}: done before ({done})", flush=True)
+                continue
+            result = run_one(args.out, args.experiment, variant, seed, budget, shapes)
+            figures = {**result.get("probes", {}), **result["downstream"]}
+            shown = ", ".join(
+                f"{k} {v:.1f}" for k, v in figures.items() if not k.endswith(("masked", "pairs"))
+            )
+            print(
+                f"{args.experiment} / {variant.name} / seed {seed} ({result['seconds']:.0f} s): {shown}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

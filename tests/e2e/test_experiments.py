@@ -1,0 +1,43 @@
+"""experiments/run.py and experiments/report.py at a toy budget: one result per (variant, seed), a rerun
+that skips what is done, and the report's tables (paired differences, noise stars) and plot."""
+
+from __future__ import annotations
+
+import json
+
+from experiments import report, run
+
+TOY = ["--world-images", "100", "--text-steps", "2", "--pretrain-steps", "2", "--task-steps", "2"]
+
+
+def test_an_experiment_writes_one_result_per_variant_and_seed_and_the_report_tables_them(tmp_path, capsys):
+    out = tmp_path / "runs"
+    run.main(
+        ["vilta-ablation", "--seeds", "0,1", "--variants", "baseline,both-vilta", "--out", str(out), *TOY]
+    )
+    results = sorted(out.glob("vilta-ablation/*/seed*/result.json"))
+    assert [p.parent.parent.name + "/" + p.parent.name for p in results] == [
+        "baseline/seed0", "baseline/seed1", "both-vilta/seed0", "both-vilta/seed1",
+    ]  # fmt: skip
+    first = json.loads(results[0].read_text())
+    assert set(first["downstream"]) == {"vqa", "retrieval_image_r1", "retrieval_text_r1", "nlvr2"}
+    assert {"mlm_synonym", "mlm_exact", "itm_one_word_pairwise"} <= set(first["probes"])
+    assert any(row["split"] == "train" and "mlm_acc" in row for row in first["curves"])
+    assert (out / "text-stages" / "vilta-tiny-text-seed0" / "final").is_dir()
+    capsys.readouterr()
+    run.main(["vilta-ablation", "--seeds", "0", "--variants", "baseline", "--out", str(out), *TOY])
+    assert "done before" in capsys.readouterr().out
+
+    results_md = tmp_path / "results.md"
+    results_md.write_text("# r\n<!-- results:vilta-ablation -->\n<!-- /results:vilta-ablation -->\nafter\n")
+    report.main(["--runs", str(out), "--results", str(results_md), "--figures", str(tmp_path / "figures")])
+    text = results_md.read_text()
+    assert "| baseline | 2 |" in text and "| both (ViLTA) | 2 |" in text and text.endswith("after\n")
+    assert "Difference to baseline, seed by seed" in text
+    assert (tmp_path / "figures" / "vilta-ablation-curves.png").stat().st_size > 1000
+
+
+def test_paired_differences_are_starred_only_beyond_twice_their_standard_error():
+    assert report.difference({0: 50.0, 1: 60.0, 2: 70.0}, {0: 52.0, 1: 62.1, 2: 71.9}) == "+2.0*"
+    assert report.difference({0: 50.0, 1: 60.0, 2: 70.0}, {0: 55.0, 1: 57.0, 2: 74.0}) == "+2.0"
+    assert report.difference({0: 50.0}, {0: 60.0}) == "-"
