@@ -35,6 +35,7 @@ from vlp.objectives.base import reset_warnings
 from vlp.objectives.mlm import SoftLabels, soft_label_mlm_loss
 from vlp.objectives.negatives import synthesize_captions
 from vlp.objectives.pretraining import PretrainingObjectives
+from vlp.objectives.text_mlm import text_mlm
 from vlp.pretrain import pretrain
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "the", "red", "blue", "green", "circle"]
@@ -131,17 +132,42 @@ def test_synthesis_samples_with_the_text_path_in_eval_mode_and_restores_it(token
     synth = dataclasses.replace(cfg.itm.synthesized, eval_mode=eval_mode)
     objectives = vilta_objectives(tokenizer, model, itm=dataclasses.replace(cfg.itm, synthesized=synth))
     objectives.train()
-    seen, predict = [], model.text_mlm_logits
+    seen, predict, embed = [], model.text_mlm_logits, model.embed_text
 
     def recording(*args):
         seen.append([m.training for m in model.text_encoder.modules()])
         return predict(*args)
 
-    model.text_mlm_logits = recording
+    def embedding(*args):
+        seen.append([m.training for m in model.text_encoder.modules()])
+        return embed(*args)
+
+    model.text_mlm_logits, model.embed_text = recording, embedding
     objectives(caption_batch(tokenizer), step=0)
-    synthesis, text_mlm = seen[0], seen[1]  # synthesis runs first, then the text_mlm loss
+    # synthesis runs first; then one embed_text pass, whose masked rows the text_mlm loss reads
+    synthesis, text_mlm = seen
     assert all(not t for t in synthesis) if eval_mode else all(synthesis)
     assert all(text_mlm) and model.text_encoder.training and model.heads.text_mlm_head.training
+
+
+def test_text_mlm_read_off_the_shared_text_pass_equals_its_own_pass(tokenizer):
+    """The text_mlm loss reuses the masked captions' rows of the one embed_text call (saving the text
+    encoder a forward and backward per step): same loss and same gradients as encoding them again."""
+    model = tiny_vilta(len(tokenizer)).eval()
+    batch = caption_batch(tokenizer)
+    own_loss, own_acc = text_mlm(model, batch)
+    own_grads = torch.autograd.grad(own_loss, list(model.text_encoder.parameters()))
+    encoded = model.embed_text(batch.mlm_input_ids, batch.attention_mask)
+    shared_loss, shared_acc = text_mlm(model, batch, encoded)
+    shared_grads = torch.autograd.grad(shared_loss, list(model.text_encoder.parameters()))
+    assert shared_loss.item() == pytest.approx(own_loss.item(), rel=1e-6) and shared_acc == own_acc
+    for own, shared in zip(own_grads, shared_grads, strict=True):
+        torch.testing.assert_close(shared, own, rtol=1e-5, atol=1e-7)
+    # the full objective encodes the texts once and calls the text path only to synthesize negatives
+    calls, predict = [], model.text_mlm_logits
+    model.text_mlm_logits = lambda *args: calls.append(1) or predict(*args)
+    out = vilta_objectives(tokenizer, model)(batch, step=100)
+    assert len(calls) == 1 and out.losses["text_mlm"].item() > 0
 
 
 # --------------------------------------------------------------------------- 3. SemVLP region labels

@@ -112,6 +112,9 @@ class FakeModel(nn.Module):
         self.calls.append(("text_mlm", input_ids.shape[0]))
         return self.text_language_model()(input_ids, attention_mask, positions)
 
+    def text_mlm_logits_of(self, text, positions):
+        return None  # its text features are not the text path's states
+
     def visual_targets(self, visual):
         feats = visual.region_features
         return torch.cat([feats.new_zeros(feats.shape[0], 1, feats.shape[2]), feats], 1)

@@ -13,6 +13,9 @@ class TextFeatures:
 
     hidden: Tensor  # [B, L, D]
     mask: Tensor  # [B, L] bool, True = real token
+    # ViLTA: the text encoder's own output (before the projection into the fusion width), which its
+    # text-only MLM head reads; None where a model has no separate text encoder (SemVLP)
+    encoded: Tensor | None = None
 
 
 @dataclass

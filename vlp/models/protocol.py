@@ -77,6 +77,12 @@ class VisionLanguageModel(nn.Module, ABC):
         """MLM logits of the text-only path at ``positions``."""
         return self.text_language_model()(input_ids, attention_mask, positions)
 
+    def text_mlm_logits_of(self, text: TextFeatures, positions: Tensor) -> Tensor | None:
+        """:meth:`text_mlm_logits` read off features that :meth:`embed_text` already computed (saving the
+        text path a forward and backward), or None where the model's text features are not the text-only
+        path's states (then call :meth:`text_mlm_logits`)."""
+        return None
+
     @abstractmethod
     def visual_targets(self, visual: VisualInput) -> Tensor:
         """MVM regression targets per visual token, ``[I, N, target_dim]`` (zeros for [CLS])."""

@@ -108,8 +108,9 @@ class ViLTA(VisionLanguageModel):
     # ----------------------------------------------------------------------- protocol
 
     def embed_text(self, input_ids: Tensor, attention_mask: Tensor) -> TextFeatures:
-        hidden = self.text_proj(self.text_encoder(input_ids, attention_mask))
-        return TextFeatures(hidden=hidden + self.modality_embeddings.weight[0], mask=attention_mask)
+        encoded = self.text_encoder(input_ids, attention_mask)
+        hidden = self.text_proj(encoded) + self.modality_embeddings.weight[0]
+        return TextFeatures(hidden=hidden, mask=attention_mask, encoded=encoded)
 
     def embed_image(self, visual: VisualInput, visual_mask: Tensor | None = None) -> ImageFeatures:
         pixels = require_pixels(visual, "ViLTA")
@@ -156,6 +157,10 @@ class ViLTA(VisionLanguageModel):
     def text_language_model(self) -> TextLanguageModel:
         """The text encoder + its own MLM head (modules shared with this model)."""
         return TextLanguageModel(self.text_encoder, self.heads.text_mlm_head)
+
+    def text_mlm_logits_of(self, text: TextFeatures, positions: Tensor) -> Tensor | None:
+        """The text-only MLM head on texts already encoded by :meth:`embed_text`."""
+        return None if text.encoded is None else self.heads.text_mlm_head(text.encoded[positions])
 
     def visual_targets(self, visual: VisualInput) -> Tensor:
         """Per image token: the (already normalised) pixels of its patch, flattened; zeros for [CLS]."""

@@ -60,10 +60,13 @@ if TYPE_CHECKING:  # vlp.train is not imported at run time: objectives do not de
 
 
 def _rows(features: TextFeatures, index: Tensor | slice) -> TextFeatures:
-    if isinstance(index, slice):
-        return TextFeatures(hidden=features.hidden[index], mask=features.mask[index])
+    def take(tensor: Tensor | None) -> Tensor | None:
+        if tensor is None:
+            return None
+        return tensor[index] if isinstance(index, slice) else tensor.index_select(0, index)
+
     return TextFeatures(
-        hidden=features.hidden.index_select(0, index), mask=features.mask.index_select(0, index)
+        hidden=take(features.hidden), mask=take(features.mask), encoded=take(features.encoded)
     )
 
 
@@ -222,10 +225,8 @@ class PretrainingObjectives(nn.Module):
         use_clean_text = use_pairs or "itc" in enabled or ("mvm" in enabled and not use_masked_text)
         fused_text_masked = use_masked_text or "mvm" in enabled
 
-        # 1. synthesized captions (current language encoder, no gradient) and the generator's own MLM
+        # 1. synthesized captions (current language encoder, no gradient)
         captions = self._synthesize(model, batch) if self.synthesize else None
-        if "text_mlm" in enabled or (self.synthesize and not self.training):
-            out.update(generator_objective(model, batch, train="text_mlm" in enabled))
         if captions is not None and self.plausible_k > 0 and not self.training and len(captions) > 0:
             teacher = partial(teacher_predict, self.teacher)
             out.metrics["synth_plausible"] = plausible_share(
@@ -236,6 +237,10 @@ class PretrainingObjectives(nn.Module):
         texts, spans = self._embed_texts(model, batch, use_clean_text, captions, use_masked_text)
         clean = _rows(texts, spans["clean"]) if "clean" in spans else None
         masked = _rows(texts, spans["masked"]) if "masked" in spans else None
+
+        # the generator's own MLM on the masked captions, read off their encoding above where it can be
+        if "text_mlm" in enabled or (self.synthesize and not self.training):
+            out.update(generator_objective(model, batch, train="text_mlm" in enabled, encoded=masked))
 
         # 3. images, once (clean where a loss reads clean images; MVM's masked copy)
         use_clean_images = use_pairs or "itc" in enabled or "mvm" not in enabled

@@ -13,17 +13,21 @@ from torch import Tensor, nn
 from vlp.data.batch import Batch
 from vlp.data.masking import IGNORE_INDEX
 from vlp.metrics import accuracy
+from vlp.models.outputs import TextFeatures
 from vlp.objectives.base import ObjectiveOutput
 from vlp.objectives.mlm import mlm_loss
 
 
-def text_mlm(model: nn.Module, batch: Batch) -> tuple[Tensor, float]:
+def text_mlm(model: nn.Module, batch: Batch, encoded: TextFeatures | None = None) -> tuple[Tensor, float]:
     """Cross-entropy of ``model.text_mlm_logits`` on ``batch.mlm_input_ids`` at the masked positions, and
-    the accuracy there."""
+    the accuracy there. ``encoded``: ``model.embed_text`` of those masked captions, when the caller has it
+    (ViLTA reads the logits off it instead of encoding the captions again)."""
     if batch.mlm_labels is None or batch.mlm_input_ids is None:
         raise ValueError("text-only MLM needs batch.mlm_input_ids and batch.mlm_labels (MLM masking is off?)")
     positions = batch.mlm_labels != IGNORE_INDEX
-    logits = model.text_mlm_logits(batch.mlm_input_ids, batch.attention_mask, positions)
+    logits = model.text_mlm_logits_of(encoded, positions) if encoded is not None else None
+    if logits is None:
+        logits = model.text_mlm_logits(batch.mlm_input_ids, batch.attention_mask, positions)
     labels = batch.mlm_labels[positions]
     return mlm_loss(logits, labels), accuracy(logits, labels)
 
@@ -34,9 +38,11 @@ def text_mlm_objective(model: nn.Module, batch: Batch) -> ObjectiveOutput:
     return ObjectiveOutput(losses={"mlm": loss}, metrics={"mlm_acc": acc})
 
 
-def generator_objective(model: nn.Module, batch: Batch, train: bool) -> ObjectiveOutput:
+def generator_objective(
+    model: nn.Module, batch: Batch, train: bool, encoded: TextFeatures | None = None
+) -> ObjectiveOutput:
     """The generator's masked-token NLL and accuracy (``gen_nll``, ``gen_acc``); with ``train`` also the
-    ``text_mlm`` loss that keeps it a language model."""
-    loss, acc = text_mlm(model, batch)
+    ``text_mlm`` loss that keeps it a language model. ``encoded``: as in :func:`text_mlm`."""
+    loss, acc = text_mlm(model, batch, encoded)
     metrics = {"gen_nll": loss.item(), "gen_acc": acc}
     return ObjectiveOutput(losses={"text_mlm": loss} if train else {}, metrics=metrics)
