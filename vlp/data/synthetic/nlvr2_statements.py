@@ -1,19 +1,33 @@
 """NLVR2 statements about a pair of scenes, labelled True or False.
 
 Seven templates (one side has, both have, exactly one has, a relation in one image, a side's count, the
-total count, which side has more) each write a statement aiming at the label asked for, choosing among
-options so that a template's wording does not give its label away; :func:`make_nlvr2_sentences`
-alternates the labels where the templates allow.
+total count, which side has more) each enumerate the statements they can make about the pair, as
+(form, content, truth): the form is what the wording shows on its face (which side, whether a colour, a
+shape or both are named, the number said, the relation word), the content fills it in (which colour,
+which shape). A statement is drawn in two steps: a form among those that can be said both truly and
+falsely of this pair, then a content giving the label asked for. So the form is drawn the same way
+whatever the label, and a text-only model cannot read the label off the wording (a test checks this
+per template); a template with no such form for the pair says nothing.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable
 
 from vlp.data.synthetic.phrases import article, number_word, pick, plural
 from vlp.data.synthetic.scenes import Scene, relation_pairs
 from vlp.data.synthetic.vocabulary import COLOUR_WORDS, COLOURS, OPPOSITE, RELATION_WORDS, SHAPE_WORDS, SHAPES
+
+Filter = tuple[str | None, str | None]  # (shape, colour); None: any
+Statement = tuple[str, bool]  # the sentence and its label
+# Every filter by what it names: a shape, a colour, or both.
+_FILTERS: dict[str, list[Filter]] = {
+    "shape": [(s, None) for s in SHAPES],
+    "colour": [(None, c) for c in COLOURS],
+    "both": [(s, c) for s in SHAPES for c in COLOURS],
+}
+_MAX_COUNT = 6  # the largest number a counting statement says
 
 
 def _count(scene: Scene, shape: str | None = None, colour: str | None = None) -> int:
@@ -28,112 +42,114 @@ def _noun_phrase(rng: random.Random, n: int, shape: str | None, colour: str | No
     return f"{colour_word}{noun if n == 1 else plural(noun)}"
 
 
-def _wrong_count(rng: random.Random, actual: int) -> int:
-    return actual + 1 if actual == 0 else actual + rng.choice((-1, 1))
+def _draw(rng: random.Random, candidates: Iterable[tuple[object, object, bool]], want: bool):
+    """(form, content) for a form that has both a true and a false content, the content true iff ``want``;
+    None when no form has both."""
+    by_form: dict[object, dict[bool, list]] = {}
+    for form, content, truth in candidates:
+        by_form.setdefault(form, {True: [], False: []})[truth].append(content)
+    balanced = [form for form, split in by_form.items() if split[True] and split[False]]
+    if not balanced:
+        return None
+    form = rng.choice(sorted(balanced, key=str))
+    return form, rng.choice(sorted(by_form[form][want], key=str))
 
 
-def _random_filter(rng: random.Random) -> tuple[str | None, str | None]:
-    mode = rng.randrange(3)
-    return (rng.choice(SHAPES) if mode == 1 else None, rng.choice(COLOURS) if mode == 2 else None)
+def _sides(left: Scene, right: Scene) -> dict[str, Scene]:
+    return {"left": left, "right": right}
 
 
-def _nlvr_side_count(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
-    side, scene = rng.choice((("left", left), ("right", right)))
-    shape, colour = _random_filter(rng)
-    actual = _count(scene, shape, colour)
-    n = actual if want else _wrong_count(rng, actual)
-    if n == 0:
-        return f"The {side} image contains no {_noun_phrase(rng, 2, shape, colour)}.", n == actual
-    return (
-        f"The {side} image contains exactly {number_word(n)} {_noun_phrase(rng, n, shape, colour)}.",
-        n == actual,
+def _nlvr_side_has(rng: random.Random, left: Scene, right: Scene, want: bool) -> Statement | None:
+    cands = (
+        ((side, mode), f, _count(scene, *f) > 0)
+        for side, scene in _sides(left, right).items()
+        for mode, filters in _FILTERS.items()
+        for f in filters
     )
+    if (drawn := _draw(rng, cands, want)) is None:
+        return None
+    (side, _), (shape, colour) = drawn
+    return f"The {side} image contains at least one {_noun_phrase(rng, 1, shape, colour)}.", want
 
 
-def _nlvr_total(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
-    shape, colour = _random_filter(rng)
-    actual = _count(left, shape, colour) + _count(right, shape, colour)
-    n = actual if want else _wrong_count(rng, actual)
+def _nlvr_both(rng: random.Random, left: Scene, right: Scene, want: bool) -> Statement | None:
+    cands = (
+        (mode, f, _count(left, *f) > 0 and _count(right, *f) > 0) for mode, fs in _FILTERS.items() for f in fs
+    )
+    if (drawn := _draw(rng, cands, want)) is None:
+        return None
+    _, (shape, colour) = drawn
+    return f"Both images contain at least one {_noun_phrase(rng, 1, shape, colour)}.", want
+
+
+def _nlvr_exactly_one(rng: random.Random, left: Scene, right: Scene, want: bool) -> Statement | None:
+    cands = (
+        (mode, f, (_count(left, *f) > 0) != (_count(right, *f) > 0))
+        for mode, fs in _FILTERS.items()
+        for f in fs
+    )
+    if (drawn := _draw(rng, cands, want)) is None:
+        return None
+    _, (shape, colour) = drawn
+    return f"Exactly one image contains {article(_noun_phrase(rng, 1, shape, colour))}.", want
+
+
+def _counting_filters():
+    return [(mode, f) for mode, fs in _FILTERS.items() for f in fs] + [("any", (None, None))]
+
+
+def _nlvr_side_count(rng: random.Random, left: Scene, right: Scene, want: bool) -> Statement | None:
+    cands = (
+        ((side, mode, n), f, _count(scene, *f) == n)
+        for side, scene in _sides(left, right).items()
+        for mode, f in _counting_filters()
+        for n in range(_MAX_COUNT + 1)
+    )
+    if (drawn := _draw(rng, cands, want)) is None:
+        return None
+    (side, _, n), (shape, colour) = drawn
+    amount = "no" if n == 0 else f"exactly {number_word(n)}"
+    return f"The {side} image contains {amount} {_noun_phrase(rng, n or 2, shape, colour)}.", want
+
+
+def _nlvr_total(rng: random.Random, left: Scene, right: Scene, want: bool) -> Statement | None:
+    cands = (
+        ((mode, n), f, _count(left, *f) + _count(right, *f) == n)
+        for mode, f in _counting_filters()
+        for n in range(_MAX_COUNT + 1)
+    )
+    if (drawn := _draw(rng, cands, want)) is None:
+        return None
+    (_, n), (shape, colour) = drawn
     amount = "no" if n == 0 else number_word(n)
     verb = "is" if n == 1 else "are"
-    text = f"There {verb} {amount} {_noun_phrase(rng, n, shape, colour)} in total in the two images."
-    return text, n == actual
+    noun = _noun_phrase(rng, n or 2, shape, colour)
+    return f"There {verb} {amount} {noun} in total in the two images.", want
 
 
-def _features(scenes: Sequence[Scene]) -> list[tuple[str | None, str | None]]:
-    """Every (shape, colour) filter, one attribute or both, that some object of ``scenes`` has."""
-    out = set()
-    for scene in scenes:
-        for o in scene.objects:
-            out |= {(o.shape, None), (None, o.colour), (o.shape, o.colour)}
-    return sorted(out, key=str)
-
-
-# Every one-attribute filter, present in a scene or not: the options a false statement can draw from.
-_ONE_ATTRIBUTE = [(None, c) for c in COLOURS] + [(s, None) for s in SHAPES]
-
-
-def _choose(rng: random.Random, options: Sequence, truth: Callable[..., bool], want: bool):
-    """An option whose truth is ``want`` when there is one (so that a template's wording does not give
-    its label away), else any."""
-    fitting = [o for o in options if truth(o) == want]
-    return rng.choice(fitting or list(options))
-
-
-def _nlvr_both(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
-    def truth(f):
-        return _count(left, *f) > 0 and _count(right, *f) > 0
-
-    shape, colour = _choose(rng, _features((left, right)) + _ONE_ATTRIBUTE, truth, want)
-    return f"Both images contain at least one {_noun_phrase(rng, 1, shape, colour)}.", truth((shape, colour))
-
-
-def _nlvr_exactly_one(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
-    def truth(f):
-        return (_count(left, *f) > 0) != (_count(right, *f) > 0)
-
-    combos = [(s, c) for s in SHAPES for c in COLOURS]
-    shape, colour = _choose(rng, combos, truth, want)
-    text = f"Exactly one image contains {article(_noun_phrase(rng, 1, shape, colour))}."
-    return text, truth((shape, colour))
-
-
-def _nlvr_more(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
+def _nlvr_more(rng: random.Random, left: Scene, right: Scene, want: bool) -> Statement | None:
     counts = {"left": len(left.objects), "right": len(right.objects)}
+    cands = ((None, (a, b), counts[a] > counts[b]) for a, b in (("left", "right"), ("right", "left")))
+    if (drawn := _draw(rng, cands, want)) is None:
+        return None
+    _, (first, second) = drawn
+    return f"The {first} image has more shapes than the {second} image.", want
 
-    def truth(order):
-        return counts[order[0]] > counts[order[1]]
 
-    first, second = _choose(rng, (("left", "right"), ("right", "left")), truth, want)
-    return f"The {first} image has more shapes than the {second} image.", truth((first, second))
-
-
-def _nlvr_relation(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
+def _nlvr_relation(rng: random.Random, left: Scene, right: Scene, want: bool) -> Statement | None:
     facts = {
         (a.shape, a.colour, rel, b.shape, b.colour)
         for scene in (left, right)
         for a, rel, b in relation_pairs(scene)
+        if (a.shape, a.colour) != (b.shape, b.colour)
     }
-    if not facts:
-        return _nlvr_more(rng, left, right, want)
-    sa, ca, rel, sb, cb = rng.choice(sorted(facts))
-    if not want:
-        rel = OPPOSITE[rel]
-    truth = (sa, ca, rel, sb, cb) in facts
-    a = _noun_phrase(rng, 1, sa, ca)
-    b = _noun_phrase(rng, 1, sb, cb)
-    return f"One image shows {article(a)} {pick(rng, RELATION_WORDS[rel])} {article(b)}.", truth
-
-
-def _nlvr_side_has(rng: random.Random, left: Scene, right: Scene, want: bool) -> tuple[str, bool]:
-    side, scene = rng.choice((("left", left), ("right", right)))
-
-    def truth(f):
-        return _count(scene, *f) > 0
-
-    shape, colour = _choose(rng, _features((left, right)) + _ONE_ATTRIBUTE, truth, want)
-    text = f"The {side} image contains at least one {_noun_phrase(rng, 1, shape, colour)}."
-    return text, truth((shape, colour))
+    said = facts | {(sa, ca, OPPOSITE[rel], sb, cb) for sa, ca, rel, sb, cb in facts}
+    cands = ((fact[2], fact, fact in facts) for fact in said)
+    if (drawn := _draw(rng, cands, want)) is None:
+        return None
+    rel, (sa, ca, _, sb, cb) = drawn
+    a, b = _noun_phrase(rng, 1, sa, ca), _noun_phrase(rng, 1, sb, cb)
+    return f"One image shows {article(a)} {pick(rng, RELATION_WORDS[rel])} {article(b)}.", want
 
 
 NLVR2_TEMPLATES = (
@@ -145,19 +161,20 @@ NLVR2_TEMPLATE_WEIGHTS = (3, 2, 1, 1, 1, 1, 1)
 
 
 def make_nlvr2_sentences(left: Scene, right: Scene, rng: random.Random, count: int) -> list[tuple[str, bool]]:
-    """Statements about an image pair, alternating True and False labels where the templates allow."""
+    """``count`` distinct statements about an image pair (fewer if the templates run out), each label
+    drawn True or False with equal odds."""
     out: list[tuple[str, bool]] = []
-    for k in range(count):
-        want = (k % 2 == 0) if rng.random() < 0.5 else (k % 2 == 1)
-        best = None
+    for _ in range(count):
+        want = rng.random() < 0.5
         for _ in range(20):
             template = rng.choices(NLVR2_TEMPLATES, weights=NLVR2_TEMPLATE_WEIGHTS)[0]
-            text, truth = template(rng, left, right, want)
-            if text in {t for t, _ in out}:
-                continue
-            best = (text, truth)
-            if truth == want:
+            # The same template and label again on a repeat (synonyms vary the wording): moving on to
+            # another template would make a template's label depend on how many ways it can be said.
+            for _ in range(10):
+                statement = template(rng, left, right, want)
+                if statement is None or statement[0] not in {t for t, _ in out}:
+                    break
+            if statement is not None and statement[0] not in {t for t, _ in out}:
+                out.append(statement)
                 break
-        if best is not None:
-            out.append(best)
     return out
