@@ -1,12 +1,13 @@
 """Tabulate the figures the downstream quality tests print into the README's downstream table: the table
 is written by this script, never by hand.
 
-    .venv/bin/pytest -rP tests/e2e/test_downstream.py -k ViLTA > vilta.log   # and -k SemVLP > semvlp.log
-    .venv/bin/python scripts/downstream.py --figures vilta=vilta.log semvlp=semvlp.log --readme README.md
+    .venv/bin/pytest -rP tests/e2e/test_downstream.py > downstream.log   # or the whole suite's log
+    .venv/bin/python scripts/downstream.py --figures downstream.log --readme README.md
 
-Each test prints one JSON object per task (``{"task", "score", "blind", "majority"}``; retrieval
-``{"task", "image_r1", "text_r1", "chance"}``). With ``--readme`` the table between the README's
-``downstream-table`` markers is replaced. (`vlp demo` runs every task itself and writes its own table.)
+Each test prints one JSON object per task (``{"family", "task", "score", "blind", "majority"}``; retrieval
+``{"family", "task", "image_r1", "text_r1", "chance"}``); rows come out in family order, then task
+order. With ``--readme`` the table between the README's ``downstream-table`` markers is replaced.
+(`vlp demo` runs every task itself and writes its own table.)
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from vlp.data.synthetic.layout import TASK_FILES
 from vlp.files import replace_marked_block
 from vlp.tasks import get_task
 
+FAMILIES = ("vilta", "semvlp")
 
-def figures_table(logs: list[str]) -> str:
-    lines = [
-        "| family | task | metric | fine-tuned | image blanked | majority / chance |",
-        "|---|---|---|---|---|---|",
-    ]
-    for item in logs:
-        arch, path = item.split("=", 1)
+
+def printed_figures(logs: list[str]) -> list[dict]:
+    """The figures objects printed in ``logs``, in family order, then task order."""
+    found = []
+    for path in logs:
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             start = line.find("{")
             if start < 0:
@@ -35,24 +35,40 @@ def figures_table(logs: list[str]) -> str:
                 figures = json.loads(line[start:])
             except json.JSONDecodeError:
                 continue
-            task = figures.get("task")
-            if task == "retrieval":
-                lines.append(
-                    f"| {arch} | retrieval | R@1 image / text | {figures['image_r1']:.1f} / "
-                    f"{figures['text_r1']:.1f} | - | {figures['chance']:.1f} |"
-                )
-            elif task in TASK_FILES:
-                trivial = TASK_FILES[task].chance or figures["majority"]
-                lines.append(
-                    f"| {arch} | {task} | {get_task(task).metric} | {figures['score']:.1f} | "
-                    f"{figures['blind']:.1f} | {trivial:.1f} |"
-                )
+            if (
+                isinstance(figures, dict)
+                and figures.get("family") in FAMILIES
+                and figures.get("task") in TASK_FILES
+            ):
+                found.append(figures)
+    tasks = list(TASK_FILES)
+    return sorted(found, key=lambda f: (FAMILIES.index(f["family"]), tasks.index(f["task"])))
+
+
+def figures_table(logs: list[str]) -> str:
+    lines = [
+        "| family | task | metric | fine-tuned | image blanked | majority / chance |",
+        "|---|---|---|---|---|---|",
+    ]
+    for figures in printed_figures(logs):
+        arch, task = figures["family"], figures["task"]
+        if task == "retrieval":
+            lines.append(
+                f"| {arch} | retrieval | R@1 image / text | {figures['image_r1']:.1f} / "
+                f"{figures['text_r1']:.1f} | - | {figures['chance']:.1f} |"
+            )
+        else:
+            trivial = TASK_FILES[task].chance or figures["majority"]
+            lines.append(
+                f"| {arch} | {task} | {get_task(task).metric} | {figures['score']:.1f} | "
+                f"{figures['blind']:.1f} | {trivial:.1f} |"
+            )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--figures", nargs="+", required=True, help="ARCH=LOG: the quality tests' output")
+    parser.add_argument("--figures", nargs="+", required=True, help="logs of the quality tests (pytest -rP)")
     parser.add_argument("--readme", type=Path, help="replace the table between the README markers")
     args = parser.parse_args()
     text = figures_table(args.figures)

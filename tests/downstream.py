@@ -68,12 +68,15 @@ def fine_tune(checkpoint: Path, shapes: Path, out: Path, task: str, *extra: str,
     return fine_tune_task(task, checkpoint, shapes, out, steps, *QUICK, *extra)
 
 
-def with_and_without_image(checkpoint: Path, shapes: Path, out: Path, task: str, metric: str) -> dict:
+def with_and_without_image(
+    family: str, checkpoint: Path, shapes: Path, out: Path, task: str, metric: str
+) -> dict:
     """The best val ``metric`` fine-tuned normally and blind (the image replaced by zeros), and the
     majority baseline; printed, so the test log keeps the figures."""
     full = fine_tune(checkpoint, shapes, out / task, task)
     blind = fine_tune(checkpoint, shapes, out / f"{task}-blind", task, "task.question_only=true")
     figures = {
+        "family": family,
         "task": task,
         "score": full[f"best/{metric}"],
         "blind": blind[f"best/{metric}"],
@@ -83,21 +86,22 @@ def with_and_without_image(checkpoint: Path, shapes: Path, out: Path, task: str,
     return figures
 
 
-def check_beats_baselines(world: tuple[Path, Path], out: Path, task: str) -> None:
+def check_beats_baselines(world: tuple[Path, Path, str], out: Path, task: str) -> None:
     """Fine-tuned with the image, the val score beats the majority answer (or chance) and the blind run."""
-    shapes, checkpoint = world
+    shapes, checkpoint, family = world
     metric, over_baseline, over_blind = CLASSIFICATION[task]
-    figures = with_and_without_image(checkpoint, shapes, out, task, metric)
+    figures = with_and_without_image(family, checkpoint, shapes, out, task, metric)
     baseline = max(figures["majority"], TASK_FILES[task].chance or 0.0)
     assert figures["score"] > baseline + over_baseline, figures
     assert figures["score"] > figures["blind"] + over_blind, figures
 
 
-def check_retrieval(world: tuple[Path, Path], out: Path) -> None:
+def check_retrieval(world: tuple[Path, Path, str], out: Path) -> None:
     """Fine-tuned with ITC + ITM, R@1 is far above chance for images -> captions and captions -> images."""
-    shapes, checkpoint = world
+    shapes, checkpoint, family = world
     result = fine_tune(checkpoint, shapes, out / "retrieval", "retrieval")
     figures = {
+        "family": family,
         "task": "retrieval",
         "image_r1": result["eval/image_retrieval/r1"],
         "text_r1": result["eval/text_retrieval/r1"],

@@ -16,7 +16,8 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="class")
 def world(request, tmp_path_factory):
     shapes = shapes_world(tmp_path_factory.mktemp("shapes"))
-    return shapes, pretrained(request.cls.ARCH, shapes, tmp_path_factory.mktemp("pre"))
+    arch = request.cls.ARCH
+    return shapes, pretrained(arch, shapes, tmp_path_factory.mktemp("pre")), arch
 
 
 class FamilyChecks:
