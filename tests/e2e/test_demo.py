@@ -42,6 +42,17 @@ def test_demo_runs_every_stage_and_a_second_run_gives_the_same_table(tmp_path, c
     assert not (out / "text" / "stale.txt").exists()
 
 
+def test_demo_runs_semvlp_too(tmp_path):
+    out = tmp_path / "semvlp"
+    assert (
+        main(["demo", "--out", str(out), "--family", "semvlp", "--tasks", "vqa", "--no-question-only", *TINY])
+        == 0
+    )
+    rows = json.loads((out / "demo.json").read_text())["rows"]
+    assert [row["task"] for row in rows] == ["vqa"] and not (out / "text").exists()
+    assert (out / "pretrain" / "final").is_dir() and (out / "vqa" / "val2014_results.json").is_file()
+
+
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()

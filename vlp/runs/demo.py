@@ -59,11 +59,10 @@ class DemoRequest:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
             raise ConfigError(f"--tasks {','.join(self.tasks)}: expected some of {','.join(TASKS)}")
-        for name in ("images", "pretrain_steps", "finetune_steps"):
-            if getattr(self, name) < (1 if name == "images" else 0):
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} {getattr(self, name)}: expected a positive number"
-                )
+        for name in ("pretrain_steps", "finetune_steps"):
+            if getattr(self, name) < 0:
+                option = "--" + name.replace("_", "-")
+                raise ConfigError(f"{option} {getattr(self, name)}: expected 0 (the default) or more")
         if self.images < 100:
             raise ConfigError(f"--images {self.images}: the demo needs at least 100 images for its splits")
 
@@ -126,27 +125,37 @@ def world_overrides(shapes: Path) -> list[str]:
 
 def pretraining_overrides(family: str, shapes: Path) -> list[str]:
     """What the family's preset needs on a shapes world beyond the data paths: SemVLP's QA objective reads
-    the world's VQA training questions."""
+    the world's VQA training questions, and from scratch it needs ITC beside its own losses to align the
+    two modalities before ITM can learn (see the README's method notes)."""
     if family != "semvlp":
         return []
     vqa = shapes / "vqa"
     return [
         f"data.vqa={vqa / 'v2_OpenEnded_mscoco_train2014_questions.json'},"
-        f"{vqa / 'v2_mscoco_train2014_annotations.json'}"
+        f"{vqa / 'v2_mscoco_train2014_annotations.json'}",
+        "objectives.weights={mlm: 1.0, itm: 1.0, mvm: 1.0, qa: 1.0, itc: 1.0}",
     ]
 
 
 def fine_tune_task(
-    task: str, checkpoint: Path, shapes: Path, out: Path, steps: int, *extra: str, blind: bool = False
+    task: str,
+    checkpoint: Path | str,
+    shapes: Path,
+    out: Path,
+    steps: int,
+    *extra: str,
+    blind: bool = False,
+    preset: str = "",
 ) -> dict:
-    """``vlp finetune TASK`` on the shapes world for ``steps``, evaluated on val once at the end."""
+    """``vlp finetune TASK`` on the shapes world for ``steps``, evaluated on val once at the end
+    (``checkpoint`` "none" with a task ``preset``: from scratch)."""
     files = TASK_FILES[task]
     overrides = (f"train.max_steps={steps}", f"train.val_every={steps}", "train.ckpt_every=0", *extra)
     if blind:
         overrides += ("task.question_only=true",)
     request = FinetuneRequest(
         task=task, init=str(checkpoint), out=str(out), data=str(files.data_dir(shapes)),
-        images=str(files.images_dir(shapes)), overrides=overrides,
+        images=str(files.images_dir(shapes)), preset=preset, overrides=overrides,
     )  # fmt: skip
     return finetune(request)
 
@@ -238,15 +247,14 @@ def answer_one_question(checkpoint: Path, shapes: Path) -> dict:
     vqa = shapes / "vqa"
     question = json.loads((vqa / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())["questions"][0]
     annotations = json.loads((vqa / "v2_mscoco_val2014_annotations.json").read_text())["annotations"]
-    truth = next(a for a in annotations if a["question_id"] == question["question_id"])[
-        "multiple_choice_answer"
-    ]
+    entry = next(a for a in annotations if a["question_id"] == question["question_id"])
+    truth = entry["multiple_choice_answer"]
     image = TASK_FILES["vqa"].images_dir(shapes) / "val2014" / f"COCO_val2014_{question['image_id']:012d}.jpg"
     argv = ["predict", "--checkpoint", str(checkpoint), "--image", str(image)]
     argv += ["--question", question["question"], "--top-k", "3"]
     print("$ vlp " + " ".join(shlex.quote(part) for part in argv), flush=True)
     if vlp_main(argv) != 0:
-        raise RuntimeError(f"vlp {' '.join(argv)} failed")
+        raise ValueError(f"vlp {' '.join(argv)} failed (its error is above)")
     print(f"(the truth: {truth})")
     return {"command": ["vlp", *argv], "truth": truth}
 
