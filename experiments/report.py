@@ -24,8 +24,9 @@ from vlp.files import replace_marked_block
 
 # figure -> (column title, where it lives in result.json)
 COLUMNS = {
+    "mlm_synonym_prob": ("MLM p(any synonym)", "probes"),
+    "mlm_exact_prob": ("MLM p(exact word)", "probes"),
     "mlm_synonym": ("MLM acc., synonyms count", "probes"),
-    "mlm_exact": ("MLM acc., exact word", "probes"),
     "itm_one_word_pairwise": ("ITM one-word pairs", "probes"),
     "vqa": ("VQA", "downstream"),
     "retrieval_image_r1": ("R@1 caption->image", "downstream"),

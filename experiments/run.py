@@ -9,8 +9,8 @@ Experiments: ``vilta-ablation`` (baseline MLM + ITM with random and ITC-hard neg
 objectives, both from a SemVLP text-only stage), ``pretraining-helps`` (fine-tuning vilta-tiny from
 the full ViLTA checkpoint of ``vilta-ablation`` against from scratch). All of them share one shapes world
 (``OUT/shapes``). A (variant, seed) whose ``result.json`` exists is skipped, so an interrupted run picks
-up where it stopped; ``--fresh`` runs everything again. ``experiments/report.py`` turns the results into
-docs/results.md.
+up where it stopped; ``--fresh`` runs everything again, ``--reprobe`` only the probes (on the kept
+pre-trained checkpoints). ``experiments/report.py`` turns the results into docs/results.md.
 """
 
 from __future__ import annotations
@@ -156,6 +156,24 @@ def downstream(checkpoint: Path | None, shapes: Path, run: Path, seed: int, budg
     return scores
 
 
+def probes(checkpoint: Path, shapes: Path, budget: Budget) -> dict:
+    predictor = load_predictor(checkpoint)
+    pairs = val_captions(shapes, SynthConfig(num_images=budget.world_images, seed=0))
+    return {**synonym_mlm_accuracy(predictor, pairs), **one_word_itm_accuracy(predictor, pairs)}
+
+
+def reprobe(out: Path, experiment: str, budget: Budget, shapes: Path) -> None:
+    """Run the probes again on every pre-trained checkpoint of ``experiment`` (after the probes changed),
+    updating each result.json; the pre-training and fine-tuning are not run again."""
+    for path in sorted((out / experiment).glob("*/seed*/result.json")):
+        checkpoint = path.parent / "pretrain" / "final"
+        if checkpoint.is_dir():
+            result = json.loads(path.read_text(encoding="utf-8"))
+            result["probes"] = probes(checkpoint, shapes, budget)
+            write_json(path, result)
+            print(f"{path}: probes {result['probes']}", flush=True)
+
+
 def run_one(out: Path, experiment: str, variant: Variant, seed: int, budget: Budget, shapes: Path) -> dict:
     run = _run_dir(out, experiment, variant.name, seed)
     started = time.perf_counter()
@@ -168,8 +186,7 @@ def run_one(out: Path, experiment: str, variant: Variant, seed: int, budget: Bud
             raise SystemExit(
                 f"{experiment} needs {shared[0]} seed {seed} first: {source}/result.json missing"
             )
-        checkpoint = source / "pretrain" / "final"
-        result = {k: v for k, v in json.loads((source / "result.json").read_text()).items() if k == "probes"}
+        checkpoint, result = source / "pretrain" / "final", {}
     else:
         checkpoint = pretrain_variant(out, variant, seed, budget, shapes, run)
         predictor = load_predictor(checkpoint)
@@ -194,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/experiments"))
     parser.add_argument("--variants", default="", help="comma-separated slugs (default: all)")
     parser.add_argument("--fresh", action="store_true", help="run again what already has a result.json")
+    parser.add_argument("--reprobe", action="store_true", help="only run the probes again on the checkpoints")
     defaults = Budget()
     parser.add_argument("--world-images", type=int, default=defaults.world_images)
     parser.add_argument("--text-steps", type=int, default=defaults.text_steps)
@@ -212,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"{world}: a world of another size is there; give another --out or its --world-images"
         )
+    if args.reprobe:
+        return reprobe(args.out, args.experiment, budget, shapes)
     wanted = set(filter(None, args.variants.split(",")))
     for seed in (int(s) for s in args.seeds.split(",")):
         for variant in EXPERIMENTS[args.experiment]:

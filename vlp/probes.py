@@ -3,7 +3,8 @@
 * **Synonym-aware MLM accuracy** (the claim of the soft labels): one attribute word of each caption (a
   colour, shape or size word) is masked and predicted from the caption and its image; a prediction counts
   when it is any word for the same attribute value ("crimson" for "red"). The shapes world knows its
-  synonyms (:mod:`vlp.data.synthetic.vocabulary`); exact-word accuracy is reported beside it.
+  synonyms (:mod:`vlp.data.synthetic.vocabulary`); exact-word accuracy is reported beside it, and the
+  mean probability the model puts on the exact word and on all words of the value.
 * **ITM on one-word negatives** (the claim of the synthesized negatives): each caption against itself with
   one colour or shape word swapped for a value that no object of the scene has, so the swap is certainly
   false. ``itm_one_word_pairwise``: the share of pairs where the true caption gets the higher match
@@ -87,20 +88,32 @@ def mask_attribute_words(pairs: list[CaptionedScene], tokenizer, seed: int = 0) 
     return out
 
 
-def score_fills(predicted: list[str], truths: list[str]) -> dict[str, float]:
-    """Exact-word and synonym-aware accuracy (in percent) of predicted words against the masked ones."""
+def score_fills(fills: list[list[tuple[str, float]]], truths: list[str]) -> dict[str, float]:
+    """Scores (in percent) of the predicted distributions over the vocabulary (``fill_mask`` with every
+    token, best first) against the masked words: top-1 accuracy counting the exact word only and counting
+    any word for the same value, and the mean probability on the exact word and on all words of the value
+    (these two move before any top-1 prediction turns right)."""
     n = len(truths)
-    exact = sum(p == t for p, t in zip(predicted, truths, strict=True))
-    synonym = sum(WORD_MEANING.get(p) == WORD_MEANING[t] for p, t in zip(predicted, truths, strict=True))
-    return {"mlm_exact": 100 * exact / n, "mlm_synonym": 100 * synonym / n, "mlm_masked": n}
+    exact = synonym = exact_mass = synonym_mass = 0.0
+    for ranked, truth in zip(fills, truths, strict=True):
+        meaning = WORD_MEANING[truth]
+        exact += ranked[0][0] == truth
+        synonym += WORD_MEANING.get(ranked[0][0]) == meaning
+        exact_mass += sum(p for token, p in ranked if token == truth)
+        synonym_mass += sum(p for token, p in ranked if WORD_MEANING.get(token) == meaning)
+    return {
+        "mlm_exact": 100 * exact / n, "mlm_synonym": 100 * synonym / n,
+        "mlm_exact_prob": 100 * exact_mass / n, "mlm_synonym_prob": 100 * synonym_mass / n, "mlm_masked": n,
+    }  # fmt: skip
 
 
 def synonym_mlm_accuracy(predictor, pairs: list[CaptionedScene], seed: int = 0) -> dict[str, float]:
     masked = mask_attribute_words(pairs, predictor.tokenizer, seed)
     if not masked:
         raise ValueError("synonym_mlm_accuracy: no caption has a colour, shape or size word to mask")
-    fills = predictor.fill_mask([m.image for m in masked], [m.text for m in masked], top_k=1)
-    return score_fills([top[0][0] for top in fills], [m.word for m in masked])
+    vocab_size = len(predictor.tokenizer)
+    fills = predictor.fill_mask([m.image for m in masked], [m.text for m in masked], top_k=vocab_size)
+    return score_fills(fills, [m.word for m in masked])
 
 
 def one_word_negative(pair: CaptionedScene, rng: random.Random) -> str | None:

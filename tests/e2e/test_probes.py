@@ -94,11 +94,12 @@ def test_one_attribute_word_is_masked_per_caption(captions, shapes):
 
 def test_synonym_accuracy_counts_any_word_for_the_same_value():
     truths = ["red", "circle", "small", "crimson"]
-    assert score_fills([_synonym(t) for t in truths], truths) == {
-        "mlm_exact": 0.0, "mlm_synonym": 100.0, "mlm_masked": 4,
-    }  # fmt: skip
-    assert score_fills(["red", "square", "the", "red"], truths)["mlm_synonym"] == 50.0
-    assert score_fills(truths, truths)["mlm_exact"] == 100.0
+    top = score_fills([[(_synonym(t), 0.6), (t, 0.3), ("the", 0.1)] for t in truths], truths)
+    assert top["mlm_exact"] == 0.0 and top["mlm_synonym"] == 100.0 and top["mlm_masked"] == 4
+    assert top["mlm_exact_prob"] == pytest.approx(30.0) and top["mlm_synonym_prob"] == pytest.approx(90.0)
+    mixed = score_fills([[("red", 1.0)], [("square", 1.0)], [("the", 1.0)], [("red", 1.0)]], truths)
+    assert mixed["mlm_synonym"] == 50.0 and mixed["mlm_exact"] == 25.0
+    assert score_fills([[(t, 1.0)] for t in truths], truths)["mlm_exact"] == 100.0
 
 
 def test_fill_mask_ranks_tokens_for_the_one_mask(predictor, captions):
