@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -91,7 +92,8 @@ SHARED_CHECKPOINT = {("pretraining-helps", "pre-trained (ViLTA)"): ("vilta-ablat
 
 
 def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+    """A variant's folder name: "both (ViLTA)" -> "both-vilta"."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def _run_dir(out: Path, experiment: str, variant: str, seed: int) -> Path:
