@@ -33,6 +33,10 @@ COLUMNS = {
     "retrieval_text_r1": ("R@1 image->caption", "downstream"),
     "nlvr2": ("NLVR2", "downstream"),
 }
+# experiment -> (experiment, variant, shown as) whose results stand as its first row: pretraining-helps
+# trains only the from-scratch side; its pre-trained side is the ViLTA ablation's full model, fine-tuned
+# at the same budget and seeds
+REFERENCE = {"pretraining-helps": ("vilta-ablation", "both (ViLTA)", "pre-trained (ViLTA)")}
 CURVES = (("mlm_acc", "MLM accuracy (train)"), ("itm_acc_balanced", "ITM balanced accuracy (train)"))
 
 
@@ -140,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     found = load_results(args.runs)
     if not found:
         raise SystemExit(f"--runs {args.runs}: no */*/seed*/result.json there (run experiments/run.py first)")
+    for experiment, (source, variant, name) in REFERENCE.items():
+        if experiment in found and variant in found.get(source, {}):
+            found[experiment] = {name: found[source][variant], **found[experiment]}
     for experiment, variants in found.items():
         text = table(variants)
         plot = plot_curves(experiment, variants, args.figures / f"{experiment}-curves.png")
