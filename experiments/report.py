@@ -1,6 +1,6 @@
 """Tables and plots of the experiments' results for docs/results.md: never typed by hand.
 
-    .venv/bin/python experiments/report.py [--runs runs/experiments] [--results docs/results.md]
+    .venv/bin/python -m experiments.report [--runs runs/experiments] [--results docs/results.md]
 
 For each experiment with results under RUNS: a table of mean +- standard deviation over seeds (probes and
 downstream scores), a table of each variant's difference to the first variant, paired by seed (starred
@@ -20,6 +20,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from experiments.run import EXPERIMENTS
 from vlp.files import replace_marked_block
 
 # figure -> (column title, where it lives in result.json)
@@ -41,12 +42,24 @@ CURVES = (("mlm_acc", "MLM accuracy (train)"), ("itm_acc_balanced", "ITM balance
 
 
 def load_results(runs: Path) -> dict[str, dict[str, list[dict]]]:
-    """experiment -> variant -> the result.json of each seed, variants in the order they were run."""
+    """experiment -> variant -> the result.json of each seed, in seed order; variants in the order
+    experiments/run.py defines them (the first is the one the others are compared with)."""
     found: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for path in sorted(runs.glob("*/*/seed*/result.json"), key=lambda p: p.stat().st_mtime):
+    for path in runs.glob("*/*/seed*/result.json"):
         result = json.loads(path.read_text(encoding="utf-8"))
         found[result["experiment"]][result["variant"]].append(result)
-    return found
+    ordered = {}
+    for experiment, variants in found.items():
+        budgets = {json.dumps(r["budget"], sort_keys=True) for rs in variants.values() for r in rs}
+        if len(budgets) > 1:
+            raise SystemExit(
+                f"{runs}/{experiment}: its results were made at different budgets ({' vs '.join(budgets)}); "
+                "run experiments.run with --redo TASKS (or --fresh) first"
+            )
+        order = [v.name for v in EXPERIMENTS.get(experiment, ())]
+        names = sorted(variants, key=lambda n: order.index(n) if n in order else len(order))
+        ordered[experiment] = {n: sorted(variants[n], key=lambda r: r["seed"]) for n in names}
+    return ordered
 
 
 def _values(results: list[dict], figure: str) -> list[float]:

@@ -1,7 +1,7 @@
 """Run one experiment of docs/results.md: pre-train each variant at equal steps, data and seeds, probe it,
 fine-tune it on the downstream tasks, and write one ``result.json`` per (variant, seed).
 
-    .venv/bin/python experiments/run.py vilta-ablation [--seeds 0,1,2] [--out runs/experiments]
+    .venv/bin/python -m experiments.run vilta-ablation [--seeds 0,1,2] [--out runs/experiments]
 
 Experiments: ``vilta-ablation`` (baseline MLM + ITM with random and ITC-hard negatives, + soft labels,
 + synthesized negatives, both; all four start from the same text-only stage per seed),
@@ -11,7 +11,7 @@ scratch, set beside the full ViLTA checkpoints of ``vilta-ablation``). All of th
 (``OUT/shapes``). A (variant, seed) whose ``result.json`` exists is skipped, so an interrupted run picks
 up where it stopped; ``--fresh`` runs everything again, ``--reprobe`` only the probes (on the kept
 pre-trained checkpoints), ``--redo TASKS`` only those tasks' fine-tuning where their budget changed.
-``experiments/report.py`` turns the results into docs/results.md.
+``python -m experiments.report`` turns the results into docs/results.md.
 """
 
 from __future__ import annotations
