@@ -56,6 +56,7 @@ class Variant:
     overrides: tuple[str, ...] = ()
     text_stage: str = ""  # "" or the text-stage preset whose output initialises the model (and teaches)
     pretrained: bool = True  # False: fine-tune from scratch (no pre-training)
+    probe_mode: str = "single"  # SemVLP: the fusion mode the probes read the model in (the one it trained)
 
 
 _SEMVLP_OBJECTIVES = ("data.vqa=", "objectives.weights={mlm: 1.0, itm: 1.0, itc: 1.0}")
@@ -77,7 +78,7 @@ EXPERIMENTS: dict[str, tuple[Variant, ...]] = {
     ),
     "semvlp-ablation": (
         Variant("single-stream only", "semvlp-tiny-single", _SEMVLP_OBJECTIVES),
-        Variant("two-stream only", "semvlp-tiny-two", _SEMVLP_OBJECTIVES),
+        Variant("two-stream only", "semvlp-tiny-two", _SEMVLP_OBJECTIVES, probe_mode="two"),
         Variant("iterative (SemVLP)", "semvlp-tiny", _SEMVLP_OBJECTIVES),
     ),
     "cross": (
@@ -158,8 +159,9 @@ def downstream(checkpoint: Path | None, shapes: Path, run: Path, seed: int, budg
     return scores
 
 
-def probes(checkpoint: Path, shapes: Path, budget: Budget) -> dict:
+def probes(checkpoint: Path, shapes: Path, budget: Budget, mode: str = "single") -> dict:
     predictor = load_predictor(checkpoint)
+    predictor.fusion_mode = mode
     pairs = val_captions(shapes, SynthConfig(num_images=budget.world_images, seed=0))
     return {**synonym_mlm_accuracy(predictor, pairs), **one_word_itm_accuracy(predictor, pairs)}
 
@@ -167,11 +169,12 @@ def probes(checkpoint: Path, shapes: Path, budget: Budget) -> dict:
 def reprobe(out: Path, experiment: str, budget: Budget, shapes: Path) -> None:
     """Run the probes again on every pre-trained checkpoint of ``experiment`` (after the probes changed),
     updating each result.json; the pre-training and fine-tuning are not run again."""
+    variants = {v.name: v for v in EXPERIMENTS[experiment]}
     for path in sorted((out / experiment).glob("*/seed*/result.json")):
         checkpoint = path.parent / "pretrain" / "final"
         if checkpoint.is_dir():
             result = json.loads(path.read_text(encoding="utf-8"))
-            result["probes"] = probes(checkpoint, shapes, budget)
+            result["probes"] = probes(checkpoint, shapes, budget, variants[result["variant"]].probe_mode)
             write_json(path, result)
             print(f"{path}: probes {result['probes']}", flush=True)
 
@@ -189,7 +192,10 @@ def run_one(out: Path, experiment: str, variant: Variant, seed: int, budget: Bud
     checkpoint, result = None, {}
     if variant.pretrained:
         checkpoint = pretrain_variant(out, variant, seed, budget, shapes, run)
-        result = {"probes": probes(checkpoint, shapes, budget), "curves": curves(run / "pretrain")}
+        result = {
+            "probes": probes(checkpoint, shapes, budget, variant.probe_mode),
+            "curves": curves(run / "pretrain"),
+        }
     result.update(
         experiment=experiment, variant=variant.name, seed=seed, budget=asdict(budget),
         downstream=downstream(checkpoint, shapes, run, seed, budget),
