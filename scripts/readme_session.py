@@ -61,8 +61,6 @@ def first_val_examples(shapes: Path) -> dict:
     }  # fmt: skip
 
 
-
-
 def session(run_dir: Path, log) -> list[str]:
     shapes = run_dir / "shapes"
     data = world_overrides(shapes)
