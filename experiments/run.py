@@ -143,11 +143,11 @@ def downstream(checkpoint: Path | None, shapes: Path, run: Path, seed: int, budg
     scores = {}
     for task, steps in budget.task_steps.items():
         extra = (*_quiet(seed), "train.warmup_steps=15")
-        if checkpoint is None:
+        init, preset = checkpoint, ""
+        if checkpoint is None:  # from scratch: the task preset's architecture and the world's tokenizer
+            init, preset = "none", f"{task}-vilta-tiny"
             extra += (f"data.tokenizer={shapes / 'tokenizer'}",)
         shutil.rmtree(run / task, ignore_errors=True)  # a task run again starts afresh
-        init = checkpoint if checkpoint is not None else "none"
-        preset = "" if checkpoint is not None else f"{task}-vilta-tiny"
         result = fine_tune_task(task, init, shapes, run / task, steps, *extra, preset=preset)
         if task == "retrieval":
             scores["retrieval_image_r1"] = result["eval/image_retrieval/r1"]
