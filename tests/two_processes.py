@@ -24,7 +24,8 @@ def free_port() -> int:
 def run_two_processes(script: str | Path, *args: object, timeout: float) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node 2 SCRIPT ARGS``: the finished process, its output captured as text."""
     path = os.pathsep.join([str(TESTS.parent), str(TESTS)])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    # PYTHONFAULTHANDLER: a rank that aborts prints where each of its threads was.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, "PYTHONFAULTHANDLER": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
         "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), *map(str, args),

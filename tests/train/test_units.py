@@ -358,3 +358,35 @@ def test_metrics_logger_jsonl_tensorboard_and_resume_truncation(tmp_path):
     disabled = MetricsLogger(tmp_path / "rank1", enabled=False)
     disabled.log(1, "train", {"a": 1.0})
     assert not (tmp_path / "rank1").exists()
+
+
+# --------------------------------------------------------------------------- process group teardown
+
+
+def test_cleanup_collects_what_references_the_group_before_destroying_it(tmp_path):
+    """Cyclic garbage that holds a process group's work (finished FSDP / DDP runs) is freed while the group
+    is alive; left to interpreter shutdown it aborted gloo ranks ("terminate called ...")."""
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+
+    from vlp.train import cleanup
+
+    class Holder:
+        pass
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    collected_while_alive = []
+    gc.disable()
+    try:
+        holder = Holder()
+        holder.cycle = holder
+        weakref.finalize(holder, lambda: collected_while_alive.append(dist.is_initialized()))
+        del holder
+        cleanup()
+    finally:
+        gc.enable()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert collected_while_alive == [True] and not dist.is_initialized()

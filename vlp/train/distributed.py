@@ -9,6 +9,7 @@ LOCAL_RANK, everything else by the global rank.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -97,8 +98,13 @@ def barrier() -> None:
 
 def cleanup() -> None:
     """Leave the process group (if one was joined), after every rank has got here: a gloo rank that tears
-    down while its peer is still finishing a collective can abort the peer ("terminate called ...")."""
+    down while its peer is still finishing a collective can abort the peer ("terminate called ...").
+
+    Modules and tensors that reference the group (FSDP states, DTensors, DDP reducers of finished runs,
+    often in reference cycles) are collected first, while the group is still alive: left to interpreter
+    shutdown, their gloo work is torn down after the group and aborts the process."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         barrier()
         dist.destroy_process_group()
 
