@@ -39,6 +39,8 @@ COLUMNS = {
 # at the same budget and seeds
 REFERENCE = {"pretraining-helps": ("vilta-ablation", "both (ViLTA)", "pre-trained (ViLTA)")}
 CURVES = (("mlm_acc", "MLM accuracy (train)"), ("itm_acc_balanced", "ITM balanced accuracy (train)"))
+# figures plotted against the pre-training step of the checkpoint they were measured on (``by_step``)
+BY_STEP = ("vqa", "retrieval_text_r1", "itm_one_word_pairwise", "mlm_synonym_prob")
 
 
 def load_results(runs: Path) -> dict[str, dict[str, list[dict]]]:
@@ -116,6 +118,62 @@ def table(variants: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def _step_results(results: list[dict]) -> dict[int, list[dict]]:
+    """pre-training step -> one result-like dict ({probes, downstream, seed}) per seed measured there."""
+    found = defaultdict(list)
+    for result in results:
+        for point in result.get("by_step", []):
+            found[point["step"]].append({**point, "seed": result["seed"]})
+    return dict(sorted(found.items()))
+
+
+def step_table(variants: dict[str, list[dict]]) -> str | None:
+    """Each variant's probes and downstream scores against the pre-training step they were measured at,
+    mean +- standard deviation over seeds; None when no result measured more than one step."""
+    by_variant = {name: _step_results(results) for name, results in variants.items()}
+    if not any(len(steps) > 1 for steps in by_variant.values()):
+        return None
+    figures = [f for f in COLUMNS if any(_values(rs, f) for s in by_variant.values() for rs in s.values())]
+    lines = [
+        "| variant | pre-training step | seeds | " + " | ".join(COLUMNS[f][0] for f in figures) + " |",
+        "|---|---|---|" + "---|" * len(figures),
+    ]
+    for name, steps in by_variant.items():
+        for step, results in steps.items():
+            cells = ["{:.1f} ± {:.1f}".format(*_mean_std(_values(results, f))) for f in figures]
+            lines.append(f"| {name} | {step} | {len(results)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_by_step(experiment: str, variants: dict[str, list[dict]], out: Path) -> Path:
+    """:data:`BY_STEP`'s figures against the pre-training step, mean over seeds with +- one std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(BY_STEP), figsize=(4 * len(BY_STEP), 3.4))
+    for ax, figure in zip(axes, BY_STEP, strict=True):
+        for name, results in variants.items():
+            points = [(step, _values(rs, figure)) for step, rs in _step_results(results).items()]
+            points = [(step, _mean_std(values)) for step, values in points if values]
+            if points:
+                steps = [step for step, _ in points]
+                means = [mean for _, (mean, _) in points]
+                stds = [std for _, (_, std) in points]
+                ax.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=name)
+        ax.set_title(COLUMNS[figure][0])
+        ax.set_xlabel("pre-training step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{experiment}: fine-tuned / probed from each checkpoint, mean ± std over seeds")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def plot_curves(experiment: str, variants: dict[str, list[dict]], out: Path) -> Path | None:
     """MLM and ITM train accuracy against steps, the mean over seeds per variant."""
     import matplotlib
@@ -162,10 +220,17 @@ def main(argv: list[str] | None = None) -> None:
             found[experiment] = {name: found[source][variant], **found[experiment]}
     for experiment, variants in found.items():
         text = table(variants)
-        plot = plot_curves(experiment, variants, args.figures / f"{experiment}-curves.png")
-        if plot is not None:
-            relative = os.path.relpath(plot.resolve(), args.results.resolve().parent)
-            text += f"\n\n![{experiment} pre-training curves]({Path(relative).as_posix()})"
+        steps = step_table(variants)
+        plots = [(plot_curves(experiment, variants, args.figures / f"{experiment}-curves.png"), "curves")]
+        if steps is not None:
+            text += "\n\nAgainst pre-training steps:\n\n" + steps
+            plots.append(
+                (plot_by_step(experiment, variants, args.figures / f"{experiment}-by-step.png"), "by step")
+            )
+        for plot, what in plots:
+            if plot is not None:
+                relative = os.path.relpath(plot.resolve(), args.results.resolve().parent)
+                text += f"\n\n![{experiment} {what}]({Path(relative).as_posix()})"
         print(f"## {experiment}\n{text}\n")
         replace_marked_block(args.results, f"results:{experiment}", text)
 

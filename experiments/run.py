@@ -7,7 +7,10 @@ Experiments: ``vilta-ablation`` (baseline MLM + ITM with random and ITC-hard neg
 + synthesized negatives, both; all four start from the same text-only stage per seed),
 ``semvlp-ablation`` (single-only, two-only, iterative), ``cross`` (SemVLP with and without ViLTA's two
 objectives, both from a SemVLP text-only stage), ``pretraining-helps`` (fine-tuning vilta-tiny from
-scratch, set beside the full ViLTA checkpoints of ``vilta-ablation``). All of them share one shapes world
+scratch, set beside the full ViLTA checkpoints of ``vilta-ablation``), ``convergence`` (the baseline and
+ViLTA pre-trained three times longer, probed and fine-tuned from the checkpoints at a quarter, half and
+all of the run: downstream scores and the claims' signals against pre-training steps). All of them share
+one shapes world
 (``OUT/shapes``). A (variant, seed) whose ``result.json`` exists is skipped, so an interrupted run picks
 up where it stopped; ``--fresh`` runs everything again, ``--reprobe`` only the probes (on the kept
 pre-trained checkpoints), ``--redo TASKS`` only those tasks' fine-tuning where their budget changed.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
 import sys
@@ -29,13 +33,16 @@ import torch
 
 from vlp.config import load_config
 from vlp.data.synthetic import SynthConfig, write_shapes_world
+from vlp.data.tokenizer import load_tokenizer
 from vlp.files import write_json
 from vlp.inference import load_predictor
+from vlp.models import checkpoint as model_checkpoint
 from vlp.pretrain import pretrain
 from vlp.probes import one_word_itm_accuracy, synonym_mlm_accuracy, val_captions
 from vlp.runs.demo import fine_tune_task, world_overrides
 from vlp.tasks import get_task
 from vlp.train.metrics_log import read_metrics
+from vlp.train.state import load_model_weights
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,9 @@ class Variant:
     probe_mode: str = "single"  # SemVLP: the fusion mode the probes read the model in (the one it trained)
 
 
+_VILTA_BASELINE = Variant("baseline", "vilta-tiny-baseline", text_stage="vilta-tiny-text")
+_VILTA = Variant("both (ViLTA)", "vilta-tiny", text_stage="vilta-tiny-text")
+
 _SEMVLP_OBJECTIVES = ("data.vqa=", "objectives.weights={mlm: 1.0, itm: 1.0, itc: 1.0}")
 _VILTA_ON_SEMVLP = (
     "data.vqa=",
@@ -71,10 +81,10 @@ _SEMVLP_TEXT = ("data.vqa=", "objectives.text_only=true", "objectives.weights={m
 
 EXPERIMENTS: dict[str, tuple[Variant, ...]] = {
     "vilta-ablation": (
-        Variant("baseline", "vilta-tiny-baseline", text_stage="vilta-tiny-text"),
+        _VILTA_BASELINE,
         Variant("+soft labels", "vilta-tiny-soft", text_stage="vilta-tiny-text"),
         Variant("+synthesized negatives", "vilta-tiny-synth", text_stage="vilta-tiny-text"),
-        Variant("both (ViLTA)", "vilta-tiny", text_stage="vilta-tiny-text"),
+        _VILTA,
     ),
     "semvlp-ablation": (
         Variant("single-stream only", "semvlp-tiny-single", _SEMVLP_OBJECTIVES),
@@ -88,7 +98,13 @@ EXPERIMENTS: dict[str, tuple[Variant, ...]] = {
     # its pre-trained side is vilta-ablation's "both (ViLTA)", fine-tuned at the same budget and seeds:
     # experiments/report.py puts those results beside these (fine-tuning them again gives the same)
     "pretraining-helps": (Variant("from scratch", "vilta-tiny", pretrained=False),),
+    "convergence": (_VILTA_BASELINE, _VILTA),
 }
+# experiment -> its budget where it is not Budget(): convergence pre-trains 3x longer (ITM leaves chance
+# only after ~250 steps in the demo's run) and fine-tunes only the tasks that moved in the ablation
+BUDGETS = {"convergence": Budget(pretrain_steps=600, task_steps={"vqa": 300, "retrieval": 100})}
+# experiment -> the points of its pre-training run (fractions of the steps) probed and fine-tuned from
+SNAPSHOTS = {"convergence": (0.25, 0.5, 1.0)}
 
 
 def slug(name: str) -> str:
@@ -115,8 +131,20 @@ def _quiet(seed: int) -> list[str]:
     return [f"train.seed={seed}", "train.progress=false", "train.ckpt_every=0", "train.log_every=25"]
 
 
-def pretrain_variant(out: Path, variant: Variant, seed: int, budget: Budget, shapes: Path, run: Path) -> Path:
+def snapshot_steps(experiment: str, budget: Budget) -> list[int]:
+    """The pre-training steps of ``experiment`` probed and fine-tuned from (only the last, for most)."""
+    fractions = SNAPSHOTS.get(experiment, (1.0,))
+    return sorted({max(1, round(f * budget.pretrain_steps)) for f in fractions})
+
+
+def pretrain_variant(
+    out: Path, variant: Variant, seed: int, budget: Budget, shapes: Path, run: Path, keep: list[int]
+) -> Path:
+    """Pre-train ``variant``; the training checkpoints of the steps in ``keep`` are kept (see snapshot)."""
     overrides = [*world_overrides(shapes), *_quiet(seed), f"train.max_steps={budget.pretrain_steps}"]
+    if keep[:-1]:
+        every = math.gcd(*keep)
+        overrides += [f"train.ckpt_every={every}", "train.keep_checkpoints=0"]
     overrides += list(variant.overrides)
     if variant.text_stage:
         teacher = text_stage(out, variant.text_stage, seed, budget, shapes)
@@ -125,6 +153,24 @@ def pretrain_variant(out: Path, variant: Variant, seed: int, budget: Budget, sha
     torch.manual_seed(seed)
     pretrain(load_config(variant.preset, overrides), run / "pretrain")
     return run / "pretrain" / "final"
+
+
+def snapshot(pretrain_dir: Path, step: int) -> Path:
+    """The model of ``pretrain_dir``'s training checkpoint at ``step`` as a loadable pre-trained directory:
+    the final model's config and tokenizer, that step's weights."""
+    final = pretrain_dir / "final"
+    folder = pretrain_dir / "snapshots" / f"step-{step}"
+    shutil.rmtree(folder, ignore_errors=True)
+    weights = pretrain_dir / "checkpoints" / f"step-{step:08d}"
+    model = load_model_weights(weights, model_checkpoint.load(final))
+    model_checkpoint.save_pretrained(
+        model,
+        folder,
+        tokenizer=load_tokenizer(final),
+        extra_config=model_checkpoint.read_config(final).get("extra"),
+        answer_vocab=model_checkpoint.read_answer_vocab(final),
+    )
+    return folder
 
 
 def curves(run_dir: Path) -> list[dict]:
@@ -187,19 +233,28 @@ def unit_checkpoint(out: Path, experiment: str, variant: Variant, seed: int) -> 
 
 
 def run_one(out: Path, experiment: str, variant: Variant, seed: int, budget: Budget, shapes: Path) -> dict:
+    """Pre-train, probe and fine-tune one (variant, seed); ``result["by_step"]`` holds the probes and
+    downstream scores of every snapshot step, ``probes`` / ``downstream`` those of the last."""
     run = _run_dir(out, experiment, variant.name, seed)
     started = time.perf_counter()
-    checkpoint, result = None, {}
-    if variant.pretrained:
-        checkpoint = pretrain_variant(out, variant, seed, budget, shapes, run)
-        result = {
-            "probes": probes(checkpoint, shapes, budget, variant.probe_mode),
-            "curves": curves(run / "pretrain"),
-        }
-    result.update(
-        experiment=experiment, variant=variant.name, seed=seed, budget=asdict(budget),
-        downstream=downstream(checkpoint, shapes, run, seed, budget),
-    )  # fmt: skip
+    result: dict = {"experiment": experiment, "variant": variant.name, "seed": seed, "budget": asdict(budget)}
+    if not variant.pretrained:
+        result["downstream"] = downstream(None, shapes, run, seed, budget)
+    else:
+        steps = snapshot_steps(experiment, budget)
+        final = pretrain_variant(out, variant, seed, budget, shapes, run, keep=steps)
+        result["curves"] = curves(run / "pretrain")
+        result["by_step"] = []
+        for step in steps:
+            last = step == budget.pretrain_steps
+            checkpoint = final if last else snapshot(run / "pretrain", step)
+            tasks_dir = run if last else run / f"step-{step}"
+            result["by_step"].append({
+                "step": step,
+                "probes": probes(checkpoint, shapes, budget, variant.probe_mode),
+                "downstream": downstream(checkpoint, shapes, tasks_dir, seed, budget),
+            })  # fmt: skip
+        result.update(probes=result["by_step"][-1]["probes"], downstream=result["by_step"][-1]["downstream"])
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_json(run / "result.json", result)
     return result
@@ -232,7 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fresh", action="store_true", help="run again what already has a result.json")
     parser.add_argument("--reprobe", action="store_true", help="only run the probes again on the checkpoints")
     parser.add_argument("--redo", default="", help="tasks to fine-tune again where their steps changed")
-    defaults = Budget()
+    known, _ = parser.parse_known_args(argv)
+    defaults = BUDGETS.get(known.experiment, Budget())
     parser.add_argument("--world-images", type=int, default=defaults.world_images)
     parser.add_argument("--text-steps", type=int, default=defaults.text_steps)
     parser.add_argument("--pretrain-steps", type=int, default=defaults.pretrain_steps)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from experiments import report, run
 
 TOY = ["--world-images", "100", "--text-steps", "2", "--pretrain-steps", "2", "--task-steps", "2"]
@@ -41,3 +43,31 @@ def test_paired_differences_are_starred_only_beyond_twice_their_standard_error()
     assert report.difference({0: 50.0, 1: 60.0, 2: 70.0}, {0: 52.0, 1: 62.1, 2: 71.9}) == "+2.0*"
     assert report.difference({0: 50.0, 1: 60.0, 2: 70.0}, {0: 55.0, 1: 57.0, 2: 74.0}) == "+2.0"
     assert report.difference({0: 50.0}, {0: 60.0}) == "-"
+
+
+def test_convergence_fine_tunes_and_probes_each_snapshot_of_one_pretraining_run(tmp_path):
+    out = tmp_path / "runs"
+    run.main(["convergence", "--seeds", "0", "--variants", "both-vilta", "--out", str(out), *TOY])
+    seed = out / "convergence" / "both-vilta" / "seed0"
+    result = json.loads((seed / "result.json").read_text())
+    assert [point["step"] for point in result["by_step"]] == [1, 2]  # a quarter (rounded), half, all of 2
+    assert result["downstream"] == result["by_step"][-1]["downstream"]
+    assert set(result["downstream"]) == {"vqa", "retrieval_image_r1", "retrieval_text_r1"}
+    assert (seed / "step-1" / "vqa" / "metrics.jsonl").is_file()
+    assert (seed / "vqa" / "metrics.jsonl").is_file()
+    # A snapshot is the model of that step's training checkpoint, not the final one.
+    from vlp.models import checkpoint
+    from vlp.train.state import load_tensors
+
+    snapshot = checkpoint.load(seed / "pretrain" / "snapshots" / "step-1").state_dict()
+    trained = load_tensors(seed / "pretrain" / "checkpoints" / "step-00000001" / "model.safetensors")
+    final = checkpoint.load(seed / "pretrain" / "final").state_dict()
+    assert all(torch.equal(snapshot[name], value) for name, value in trained.items())
+    assert any(not torch.equal(snapshot[name], final[name]) for name in trained)
+
+    results_md = tmp_path / "results.md"
+    results_md.write_text("<!-- results:convergence -->\n<!-- /results:convergence -->\n")
+    report.main(["--runs", str(out), "--results", str(results_md), "--figures", str(tmp_path / "figures")])
+    text = results_md.read_text()
+    assert "| both (ViLTA) | 1 | 1 |" in text and "| both (ViLTA) | 2 | 1 |" in text
+    assert (tmp_path / "figures" / "convergence-by-step.png").stat().st_size > 1000
