@@ -1,10 +1,12 @@
-"""Which ``scaled_dot_product_attention`` backend is fastest, per dtype, on this device: forward + backward
-of one attention call at the shapes of vlp's tiny models, each backend side by side (interleaved), medians.
+"""Which attention implementation is fastest, per dtype, on this device: forward + backward of one
+attention call at the shapes of vlp's tiny models, each ``scaled_dot_product_attention`` backend and the
+written-out form (``explicit``: matmul, softmax, matmul) side by side (interleaved), medians.
 
     .venv/bin/python benchmarks/attention_backends.py [--device cuda] [--repeats 30]
 
-``vlp.models.attention.attention_backends`` picks the backends a training or evaluation step runs under
-from these figures (``benchmarks/results/attention_backends.json`` holds the last run's).
+From these figures ``vlp.models.layers.attend`` (and the Hugging Face encoders' ``attn_implementation=
+"vlp"``) writes attention out on the CPU in bf16 / fp16 and leaves it to SDPA elsewhere
+(``benchmarks/results/attention_backends.json`` holds the last run's).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from vlp.models.layers import explicit_attention
+
 # (rows, heads, query length, key length, head dim): text self-attention (32 tokens), image self-attention
 # (64 patches + [CLS]), co-attention text -> image, SemVLP single-stream (image + text), at batch 64.
 SHAPES = {
@@ -27,8 +31,10 @@ SHAPES = {
     "text->image": (64, 4, 32, 65, 32),
     "single-stream": (64, 4, 97, 97, 32),
 }
+EXPLICIT = "explicit"  # not an SDPA kernel: vlp.models.layers.explicit_attention (matmul, softmax, matmul)
 BACKENDS = {
     "default": None,
+    "explicit": EXPLICIT,
     "math": [SDPBackend.MATH],
     "flash": [SDPBackend.FLASH_ATTENTION],
     "efficient": [SDPBackend.EFFICIENT_ATTENTION],
@@ -41,13 +47,16 @@ def one_call(shape, dtype, device, backends) -> float:
     q = torch.randn(rows, heads, lq, dim, device=device, dtype=dtype, requires_grad=True)
     k = torch.randn(rows, heads, lk, dim, device=device, dtype=dtype, requires_grad=True)
     v = torch.randn(rows, heads, lk, dim, device=device, dtype=dtype, requires_grad=True)
-    mask = torch.zeros(rows, 1, 1, lk, device=device, dtype=dtype)  # a padding bias, as vlp's layers pass
-    context = sdpa_kernel(backends) if backends else torch.enable_grad()
+    mask = torch.ones(rows, 1, 1, lk, device=device, dtype=torch.bool)  # a key mask, as vlp's layers pass
+    context = sdpa_kernel(backends) if backends not in (None, EXPLICIT) else torch.enable_grad()
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
     with context:
-        F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward()
+        if backends == EXPLICIT:
+            explicit_attention(q, k, v, mask).sum().backward()
+        else:
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started

@@ -38,8 +38,7 @@ vlp's ``pair_rows``; their losses are vlp's ``itm_loss`` (class-balanced, i.e. p
 ``mlm_loss``, on the masked positions only. AdamW lr 1e-3, betas (0.9, 0.98), weight decay 0.01 with vlp's
 no-decay rule (``is_no_decay``), fused kernels on both sides (as vlp's ``build_optimizer``). A timed step
 is forward + loss, backward, ``optimizer.step()``, ``zero_grad(set_to_none=True)``; fp32, or bf16 autocast
-around forward + loss, under the trainer's own context for it (:func:`vlp.train.precision.autocast`: on
-the CPU it also runs ``scaled_dot_product_attention`` on the math kernel, for every model here). The
+around forward + loss, under the trainer's own context for it (:func:`vlp.train.precision.autocast`). The
 step index passed to vlp is 1000 + i, past every objective warm-up (soft-label alpha at its full value).
 Median of ``--steps`` timed steps after ``--warmup`` untimed ones; spread is the interquartile range
 (and min-max in the JSON). On CUDA the device is synchronised before and after each timed step.
@@ -79,8 +78,9 @@ What cannot be matched (differences of architecture, not of settings):
 * Heads: vlp's MLM head is BERT's (dense, GELU, LayerNorm, decoder tied to the word embeddings) as are
   the peers' (BridgeTower built with ``tie_word_embeddings=True``; its default is untied); vlp's pooled
   vector is the concatenation of both streams' poolers, BridgeTower's too, LXMERT's and ViLT's one.
-* Attention kernels: each side uses its own implementation (vlp its layers, transformers its default
-  ``attn_implementation``, recorded in the JSON).
+* Attention kernels: each side uses its own implementation (vlp its ``attend``, written out in bf16 on the
+  CPU and SDPA otherwise; transformers its default ``attn_implementation``, recorded in the JSON: "eager"
+  for all three peers, the written-out form).
 
 Output: a table on stdout, JSON (``--out``, default ``benchmarks/results/peers.json``), and with
 ``--readme`` the table written between ``<!-- peers-table -->`` and ``<!-- /peers-table -->`` of that

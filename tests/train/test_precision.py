@@ -1,22 +1,18 @@
-"""The attention kernels a step runs under (vlp.train.precision): the math kernel for bf16 / fp16 autocast
-on the CPU, PyTorch's choice elsewhere; and the choice changes no loss beyond bf16 rounding."""
+"""The attention a step runs (vlp.models.layers.attend, and the Hugging Face encoders'
+``attn_implementation="vlp"``): written out for bf16 / fp16 on the CPU, SDPA elsewhere; the written-out
+form equals SDPA in fp32 and changes no loss beyond bf16 rounding."""
 
+import pytest
 import torch
-from torch.nn.attention import SDPBackend
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vlp.config import ModelConfig, TextEncoderConfig, VisionEncoderConfig
 from vlp.data.batch import Batch, VisualInput
-from vlp.models import build_model
-from vlp.train.precision import attention_backends, autocast
+from vlp.models import build_model, hf_attention, layers
+from vlp.train.precision import autocast
 
-CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-
-
-def test_the_math_kernel_only_for_reduced_precision_on_the_cpu():
-    assert attention_backends(CPU, "bf16") == [SDPBackend.MATH]
-    assert attention_backends(CPU, "fp16") == [SDPBackend.MATH]
-    assert attention_backends(CPU, "fp32") is None
-    assert attention_backends(CUDA, "bf16") is None
+CPU = torch.device("cpu")
 
 
 def _model_and_batch(arch: str):
@@ -52,12 +48,58 @@ def _loss_and_grads(model, batch, context) -> tuple[torch.Tensor, list[torch.Ten
     return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
-def test_the_math_kernel_gives_the_default_kernels_loss_and_gradients_within_bf16_rounding():
+def _sdpa_math(q, k, v, bias, dropout=0.0, scale=None):
+    with sdpa_kernel([SDPBackend.MATH]):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=scale)
+
+
+@pytest.mark.parametrize("mask_shape", [(3, 1, 1, 7), (3, 1, 5, 7)])
+def test_written_out_attention_equals_sdpa_in_fp32_with_its_gradients(mask_shape):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, length, 8, requires_grad=True) for length in (5, 7, 7))
+    mask = torch.ones(mask_shape, dtype=torch.bool)
+    mask[1, ..., -3:] = False
+    results = []
+    for attention in (layers.explicit_attention, _sdpa_math):
+        out = attention(q, k, v, mask, 0.0, 0.3)
+        grads = torch.autograd.grad((out * torch.arange(8.0)).sum(), (q, k, v))
+        results.append((out, *grads))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+def test_reduced_precision_on_the_cpu_is_written_out_and_fp32_is_sdpa(monkeypatch):
+    calls = []
+    monkeypatch.setattr(layers, "explicit_attention", lambda *args: calls.append("explicit") or args[0])
+    q = torch.randn(1, 1, 2, 4)
+    layers.attend(q.bfloat16(), q.bfloat16(), q.bfloat16(), None)
+    layers.attend(q, q, q, None)
+    assert calls == ["explicit"]
+
+
+def test_written_out_attention_gives_the_math_kernels_loss_and_gradients_within_bf16_rounding(monkeypatch):
+    """Both families (vlp's own layers and the Hugging Face encoders of ViLTA) under bf16 autocast: the
+    written-out attention against SDPA's math kernel, which reduced-precision CPU steps ran before."""
     for arch in ("vilta", "semvlp"):
         model, batch = _model_and_batch(arch)
-        default = torch.autocast("cpu", dtype=torch.bfloat16)
-        loss, grads = _loss_and_grads(model, batch, default)
-        math_loss, math_grads = _loss_and_grads(model, batch, autocast(CPU, "bf16"))
-        torch.testing.assert_close(math_loss, loss, atol=2e-2, rtol=2e-2)
-        for got, want in zip(math_grads, grads, strict=True):
+        loss, grads = _loss_and_grads(model, batch, autocast(CPU, "bf16"))
+        calls: list[torch.dtype] = []
+
+        def math_kernel(*args, calls=calls):
+            calls.append(args[0].dtype)
+            return _sdpa_math(*args)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(layers, "explicit_attention", math_kernel)
+            patch.setattr(hf_attention, "explicit_attention", math_kernel)
+            math_loss, math_grads = _loss_and_grads(model, batch, autocast(CPU, "bf16"))
+        fp32_loss, _ = _loss_and_grads(model, batch, autocast(CPU, "fp32"))
+        # every attention call of the model went through the patch: vlp's layers and (ViLTA) HF's
+        # ViLTA: text and image encoder layers, then a co-attention layer (self and cross in each stream);
+        # SemVLP: its 2 shared layers on the joint sequence (single-stream)
+        expected = {"vilta": 1 + 1 + 2 * 2, "semvlp": 2}[arch]
+        assert calls == [torch.bfloat16] * expected, arch
+        torch.testing.assert_close(loss, math_loss, atol=2e-2, rtol=2e-2)
+        torch.testing.assert_close(loss, fp32_loss, atol=2e-2, rtol=2e-2)
+        for got, want in zip(grads, math_grads, strict=True):
             torch.testing.assert_close(got, want, atol=5e-2, rtol=5e-2)

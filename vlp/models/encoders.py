@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.config import TextEncoderConfig, VisionEncoderConfig
+from vlp.models import hf_attention
 from vlp.models.heads import MLMHead
 from vlp.weights import read_weights
 
@@ -226,7 +227,7 @@ def build_text_encoder(
             report.append(f"text encoder: {cfg.pretrained} not found; architecture from the config fields")
         config = _text_config_from_fields(cfg, vocab_size or cfg.vocab_size)
 
-    init = dict(attn_implementation="sdpa", add_pooling_layer=False)
+    init = dict(attn_implementation=hf_attention.register(), add_pooling_layer=False)
     if directory is not None and load_weights:
         weight_file(directory, "model.text.pretrained")
         model = AutoModel.from_pretrained(str(directory), local_files_only=True, **init)
@@ -374,7 +375,7 @@ def _vision_model_class(model_type: str):
 
 
 def _vision_init_kwargs(model_type: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"attn_implementation": "sdpa"}
+    kwargs: dict[str, Any] = {"attn_implementation": hf_attention.register()}
     if model_type == "vit":
         kwargs.update(add_pooling_layer=False, use_mask_token=True)
     return kwargs

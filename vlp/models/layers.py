@@ -26,6 +26,34 @@ def attention_bias(mask: Tensor | None) -> Tensor | None:
     return mask[:, None, None, :]
 
 
+def attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout: float = 0.0) -> Tensor:
+    """Scaled dot-product attention of ``[B, heads, Lq, d]`` queries over keys and values; ``bias`` is a
+    bool ``[B, 1, 1, Lk]`` key mask (True = attend) or None.
+
+    On the CPU in bf16 / fp16 this is written out (two matmuls and a softmax, in the low precision as
+    autocast gives them): there it is faster than every ``scaled_dot_product_attention`` kernel, forward
+    and backward, at every shape ``benchmarks/attention_backends.py`` measures; elsewhere SDPA, which picks
+    its fastest kernel."""
+    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    return explicit_attention(q, k, v, bias, dropout)
+
+
+def explicit_attention(
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout: float = 0.0, scale: float | None = None
+) -> Tensor:
+    """:func:`attend` written out: ``softmax(scale q k^T, masked) v`` in the inputs' dtype (``scale``:
+    1 / sqrt(d) by default; ``bias``: any bool mask that broadcasts over the scores, True = attend)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = torch.matmul(q * scale, k.transpose(-1, -2))
+    if bias is not None:
+        scores = scores.masked_fill(~bias, float("-inf"))  # no row is fully masked (module docstring)
+    probs = torch.softmax(scores, dim=-1)  # the CPU kernel accumulates in fp32
+    if dropout:
+        probs = F.dropout(probs, dropout)
+    return torch.matmul(probs, v)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention of ``x`` over ``context`` (itself when ``context`` is None)."""
 
@@ -52,7 +80,7 @@ class MultiHeadAttention(nn.Module):
         context = x if context is None else context
         q, k, v = self._split(self.query(x)), self._split(self.key(context)), self._split(self.value(context))
         drop = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
+        out = attend(q, k, v, bias, drop)
         return self.out(out.transpose(1, 2).flatten(2))
 
 
