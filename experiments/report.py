@@ -232,7 +232,10 @@ def main(argv: list[str] | None = None) -> None:
                 relative = os.path.relpath(plot.resolve(), args.results.resolve().parent)
                 text += f"\n\n![{experiment} {what}]({Path(relative).as_posix()})"
         print(f"## {experiment}\n{text}\n")
-        replace_marked_block(args.results, f"results:{experiment}", text)
+        try:
+            replace_marked_block(args.results, f"results:{experiment}", text)
+        except ValueError as err:
+            raise SystemExit(f"{err}: add them where the {experiment} table belongs") from None
 
 
 if __name__ == "__main__":
