@@ -145,14 +145,32 @@ def step_table(variants: dict[str, list[dict]]) -> str | None:
     return "\n".join(lines)
 
 
-def plot_by_step(experiment: str, variants: dict[str, list[dict]], out: Path) -> Path:
-    """:data:`BY_STEP`'s figures against the pre-training step, mean over seeds with +- one std."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(BY_STEP), figsize=(4 * len(BY_STEP), 3.4))
+    return plt
+
+
+def _save(fig, axes, title: str, out: Path) -> Path:
+    """Label every panel's x axis with the pre-training step, add the legend and ``title``, write ``out``."""
+    for ax in axes:
+        ax.set_xlabel("pre-training step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    _pyplot().close(fig)
+    return out
+
+
+def plot_by_step(experiment: str, variants: dict[str, list[dict]], out: Path) -> Path:
+    """:data:`BY_STEP`'s figures against the pre-training step, mean over seeds with +- one std."""
+    fig, axes = _pyplot().subplots(1, len(BY_STEP), figsize=(4 * len(BY_STEP), 3.4))
     for ax, figure in zip(axes, BY_STEP, strict=True):
         for name, results in variants.items():
             points = [(step, _values(rs, figure)) for step, rs in _step_results(results).items()]
@@ -163,27 +181,15 @@ def plot_by_step(experiment: str, variants: dict[str, list[dict]], out: Path) ->
                 stds = [std for _, (_, std) in points]
                 ax.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=name)
         ax.set_title(COLUMNS[figure][0])
-        ax.set_xlabel("pre-training step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{experiment}: fine-tuned / probed from each checkpoint, mean ± std over seeds")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    title = f"{experiment}: fine-tuned / probed from each checkpoint, mean ± std over seeds"
+    return _save(fig, axes, title, out)
 
 
 def plot_curves(experiment: str, variants: dict[str, list[dict]], out: Path) -> Path | None:
     """MLM and ITM train accuracy against steps, the mean over seeds per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not any(r.get("curves") for rs in variants.values() for r in rs):
         return None
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.6))
+    fig, axes = _pyplot().subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.6))
     for ax, (key, title) in zip(axes, CURVES, strict=True):
         for name, results in variants.items():
             by_step = defaultdict(list)
@@ -195,15 +201,7 @@ def plot_curves(experiment: str, variants: dict[str, list[dict]], out: Path) -> 
                 steps = sorted(by_step)
                 ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps], label=name)
         ax.set_title(title)
-        ax.set_xlabel("pre-training step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{experiment}: mean over seeds")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, axes, f"{experiment}: mean over seeds", out)
 
 
 def main(argv: list[str] | None = None) -> None:
