@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlp.models.layers import explicit_attention
+from vlp.models.layers import explicit_attention, written_out
 
 NAME = "vlp"
 
@@ -30,7 +30,7 @@ def vlp_attention(
     """transformers' attention-function signature: ``[B, heads, L, d]`` in, ``[B, L, heads, d]`` out."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if query.device.type != "cpu" or query.dtype not in (torch.bfloat16, torch.float16):
+    if not written_out(query):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )

@@ -34,9 +34,14 @@ def attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout: float 
     autocast gives them): there it is faster than every ``scaled_dot_product_attention`` kernel, forward
     and backward, at every shape ``benchmarks/attention_backends.py`` measures; elsewhere SDPA, which picks
     its fastest kernel."""
-    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
+    if not written_out(q):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
     return explicit_attention(q, k, v, bias, dropout)
+
+
+def written_out(q: Tensor) -> bool:
+    """Whether attention on ``q`` is :func:`explicit_attention` (CPU, bf16 / fp16) rather than SDPA."""
+    return q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
 
 
 def explicit_attention(
