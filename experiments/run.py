@@ -9,8 +9,8 @@ Experiments: ``vilta-ablation`` (baseline MLM + ITM with random and ITC-hard neg
 objectives, both from a SemVLP text-only stage), ``pretraining-helps`` (fine-tuning vilta-tiny from
 scratch, set beside the full ViLTA checkpoints of ``vilta-ablation``), ``convergence`` (the baseline and
 ViLTA pre-trained three times longer, probed and fine-tuned from the checkpoints at a quarter, half and
-all of the run: downstream scores and the claims' signals against pre-training steps). All of them share
-one shapes world
+all of the run: downstream scores and the claims' signals against pre-training steps), ``precision``
+(ViLTA pre-trained and fine-tuned in fp32 and in bf16 autocast). All of them share one shapes world
 (``OUT/shapes``). A (variant, seed) whose ``result.json`` exists is skipped, so an interrupted run picks
 up where it stopped; ``--fresh`` runs everything again, ``--reprobe`` only the probes (on the kept
 pre-trained checkpoints), ``--redo TASKS`` only those tasks' fine-tuning where their budget changed.
@@ -64,6 +64,7 @@ class Variant:
     text_stage: str = ""  # "" or the text-stage preset whose output initialises the model (and teaches)
     pretrained: bool = True  # False: fine-tune from scratch (no pre-training)
     probe_mode: str = "single"  # SemVLP: the fusion mode the probes read the model in (the one it trained)
+    task_overrides: tuple[str, ...] = ()  # added to every fine-tuning run of the variant
 
 
 _VILTA_BASELINE = Variant("baseline", "vilta-tiny-baseline", text_stage="vilta-tiny-text")
@@ -99,10 +100,19 @@ EXPERIMENTS: dict[str, tuple[Variant, ...]] = {
     # experiments/report.py puts those results beside these (fine-tuning them again gives the same)
     "pretraining-helps": (Variant("from scratch", "vilta-tiny", pretrained=False),),
     "convergence": (_VILTA_BASELINE, _VILTA),
+    # ViLTA pre-trained and fine-tuned in fp32 and in bf16 autocast: may the tiny presets default to bf16?
+    "precision": tuple(
+        replace(_VILTA, name=p, overrides=(f"train.precision={p}",), task_overrides=(f"train.precision={p}",))
+        for p in ("fp32", "bf16")
+    ),
 }
 # experiment -> its budget where it is not Budget(): convergence pre-trains 3x longer (ITM leaves chance
-# only after ~250 steps in the demo's run) and fine-tunes only the tasks that moved in the ablation
-BUDGETS = {"convergence": Budget(pretrain_steps=600, task_steps={"vqa": 300, "retrieval": 100})}
+# only after ~250 steps in the demo's run), precision keeps the ablation's; both fine-tune only the tasks
+# that moved in the ablation (NLVR2 at 100 steps is at chance for every variant)
+BUDGETS = {
+    "convergence": Budget(pretrain_steps=600, task_steps={"vqa": 300, "retrieval": 100}),
+    "precision": Budget(task_steps={"vqa": 300, "retrieval": 100}),
+}
 # experiment -> the points of its pre-training run (fractions of the steps) probed and fine-tuned from
 SNAPSHOTS = {"convergence": (0.25, 0.5, 1.0)}
 
@@ -184,11 +194,13 @@ def curves(run_dir: Path) -> list[dict]:
     return rows
 
 
-def downstream(checkpoint: Path | None, shapes: Path, run: Path, seed: int, budget: Budget) -> dict:
+def downstream(
+    checkpoint: Path | None, shapes: Path, run: Path, seed: int, budget: Budget, variant: Variant
+) -> dict:
     """Each task's val score after fine-tuning ``checkpoint`` (None: from scratch, the task's preset)."""
     scores = {}
     for task, steps in budget.task_steps.items():
-        extra = (*_quiet(seed), "train.warmup_steps=15")
+        extra = (*_quiet(seed), "train.warmup_steps=15", *variant.task_overrides)
         init, preset = checkpoint, ""
         if checkpoint is None:  # from scratch: the task preset's architecture and the world's tokenizer
             init, preset = "none", f"{task}-vilta-tiny"
@@ -239,7 +251,7 @@ def run_one(out: Path, experiment: str, variant: Variant, seed: int, budget: Bud
     started = time.perf_counter()
     result: dict = {"experiment": experiment, "variant": variant.name, "seed": seed, "budget": asdict(budget)}
     if not variant.pretrained:
-        result["downstream"] = downstream(None, shapes, run, seed, budget)
+        result["downstream"] = downstream(None, shapes, run, seed, budget, variant)
     else:
         steps = snapshot_steps(experiment, budget)
         final = pretrain_variant(out, variant, seed, budget, shapes, run, keep=steps)
@@ -252,7 +264,7 @@ def run_one(out: Path, experiment: str, variant: Variant, seed: int, budget: Bud
             result["by_step"].append({
                 "step": step,
                 "probes": probes(checkpoint, shapes, budget, variant.probe_mode),
-                "downstream": downstream(checkpoint, shapes, tasks_dir, seed, budget),
+                "downstream": downstream(checkpoint, shapes, tasks_dir, seed, budget, variant),
             })  # fmt: skip
         result.update(probes=result["by_step"][-1]["probes"], downstream=result["by_step"][-1]["downstream"])
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -270,8 +282,10 @@ def redo_tasks(out: Path, experiment: str, tasks: list[str], budget: Budget, sha
         todo = {task: budget.task_steps[task] for task in tasks if done.get(task) != budget.task_steps[task]}
         if not todo:
             continue
-        checkpoint = unit_checkpoint(out, experiment, variants[result["variant"]], result["seed"])
-        scores = downstream(checkpoint, shapes, path.parent, result["seed"], replace(budget, task_steps=todo))
+        variant = variants[result["variant"]]
+        checkpoint = unit_checkpoint(out, experiment, variant, result["seed"])
+        todo_budget = replace(budget, task_steps=todo)
+        scores = downstream(checkpoint, shapes, path.parent, result["seed"], todo_budget, variant)
         result["downstream"].update(scores)
         done.update(todo)
         write_json(path, result)

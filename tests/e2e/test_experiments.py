@@ -71,3 +71,27 @@ def test_convergence_fine_tunes_and_probes_each_snapshot_of_one_pretraining_run(
     text = results_md.read_text()
     assert "| both (ViLTA) | 1 | 1 |" in text and "| both (ViLTA) | 2 | 1 |" in text
     assert (tmp_path / "figures" / "convergence-by-step.png").stat().st_size > 1000
+
+
+def test_precision_variants_pretrain_and_fine_tune_in_their_precision(tmp_path, monkeypatch):
+    seen = []
+
+    def pretrain(config, out):
+        seen.append(("pretrain", config.train.precision))
+        return real_pretrain(config, out)
+
+    def fine_tune_task(task, *args, **kwargs):
+        seen.append((task, [a for a in args if str(a).startswith("train.precision=")]))
+        return real_fine_tune(task, *args, **kwargs)
+
+    real_pretrain, real_fine_tune = run.pretrain, run.fine_tune_task
+    monkeypatch.setattr(run, "pretrain", pretrain)
+    monkeypatch.setattr(run, "fine_tune_task", fine_tune_task)
+    out = tmp_path / "runs"
+    run.main(["precision", "--seeds", "0", "--variants", "bf16", "--out", str(out), *TOY])
+    # the shared text stage in the preset's precision, then the variant's pre-training and fine-tuning
+    assert seen == [
+        ("pretrain", "fp32"), ("pretrain", "bf16"),
+        ("vqa", ["train.precision=bf16"]), ("retrieval", ["train.precision=bf16"]),
+    ]  # fmt: skip
+    assert (out / "precision" / "bf16" / "seed0" / "result.json").is_file()
