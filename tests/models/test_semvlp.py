@@ -304,3 +304,25 @@ def test_fuse_gathers_images_encoded_once(mode):
         )
     for field in ("text", "image", "pooled"):
         assert torch.allclose(getattr(gathered, field), getattr(per_text, field), atol=1e-5), field
+
+
+@pytest.mark.parametrize("mode", ["single", "two"])
+def test_fuse_runs_each_distinct_text_once_and_equals_the_gathered_rows(mode):
+    # two-stream runs the text layers below the first cross-attention once per distinct text
+    model = build_model(tiny_config(cross_attention_layers=[2]), VOCAB)
+    ids, mask = _text()
+    pixels = torch.randn(3, 3, 16, 16)
+    text_index, image_index = torch.tensor([0, 3, 0, 1, 3, 2]), torch.tensor([2, 0, 1, 1, 2, 0])
+    calls = []
+    hook = model.layers[0].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    text, images = model.embed_text(ids, mask), model.embed_image(VisualInput(pixel_values=pixels))
+    once = model.fuse(text, images, image_index, mode, text_index=text_index)
+    hook.remove()
+    rows = model.fuse(text.rows(text_index), images, image_index, mode)
+    for field in ("text", "image", "pooled", "text_mask"):
+        assert torch.allclose(getattr(once, field), getattr(rows, field), atol=1e-5), field
+    assert calls == ([6] if mode == "single" else [4, 3])  # the 4 texts and 3 images, not the 6 pairs
+    grads = [
+        torch.autograd.grad(fused.pooled.sum(), text.hidden, retain_graph=True)[0] for fused in (once, rows)
+    ]
+    assert torch.allclose(*grads, atol=1e-5)

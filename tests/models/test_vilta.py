@@ -149,6 +149,17 @@ def test_fuse_gathers_images_encoded_once(model):
     assert torch.allclose(gathered.text, one_per_text.text, atol=1e-5)
 
 
+def test_fuse_with_a_text_index_pairs_the_indexed_texts(model):
+    ids, mask = _text()
+    visual = _images(3)
+    text_index, image_index = torch.tensor([0, 3, 0, 1, 3]), torch.tensor([2, 0, 1, 1, 2])
+    with torch.no_grad():
+        text, images = model.embed_text(ids, mask), model.embed_image(visual)
+        once = model.fuse(text, images, image_index, text_index=text_index)
+        rows = model.fuse(text.rows(text_index), images, image_index)
+    assert torch.equal(once.pooled, rows.pooled) and torch.equal(once.text_mask, rows.text_mask)
+
+
 def test_both_streams_interact(model):
     ids, mask = _text()
     visual = _images(2)

@@ -86,7 +86,9 @@ class FakeModel(nn.Module):
         mask = torch.cat([torch.ones(regions.shape[0], 1, dtype=torch.bool), visual.region_mask], 1)
         return ImageFeatures(hidden=hidden, mask=mask)
 
-    def fuse(self, text, image, image_index, mode=None):
+    def fuse(self, text, image, image_index, mode=None, text_index=None):
+        if text_index is not None:
+            text = text.rows(text_index)
         self.calls.append(("fuse", text.hidden.shape[0], mode))
         v, v_mask = image.hidden[image_index], image.mask[image_index]
         t_mean = (text.hidden * text.mask[..., None]).sum(1) / text.mask.sum(1, keepdim=True)

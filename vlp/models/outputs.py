@@ -17,6 +17,16 @@ class TextFeatures:
     # text-only MLM head reads; None where a model has no separate text encoder (SemVLP)
     encoded: Tensor | None = None
 
+    def rows(self, index: Tensor | slice) -> TextFeatures:
+        """The texts at ``index`` (a slice, or row indices that may repeat)."""
+
+        def take(tensor: Tensor | None) -> Tensor | None:
+            if tensor is None:
+                return None
+            return tensor[index] if isinstance(index, slice) else tensor.index_select(0, index)
+
+        return TextFeatures(hidden=take(self.hidden), mask=take(self.mask), encoded=take(self.encoded))
+
 
 @dataclass
 class ImageFeatures:

@@ -46,10 +46,17 @@ class VisionLanguageModel(nn.Module, ABC):
 
     @abstractmethod
     def fuse(
-        self, text: TextFeatures, image: ImageFeatures, image_index: Tensor, mode: str | None = None
+        self,
+        text: TextFeatures,
+        image: ImageFeatures,
+        image_index: Tensor,
+        mode: str | None = None,
+        text_index: Tensor | None = None,
     ) -> FusedFeatures:
         """Pair text ``b`` with image ``image_index[b]``; ``mode`` is a fusion mode where the model has
-        several (SemVLP: single | two, None = single), ignored otherwise."""
+        several (SemVLP: single | two, None = single), ignored otherwise. ``text_index``: pair ``b``'s
+        text is ``text[text_index[b]]`` (each distinct text given once, so that what depends on the
+        text alone runs once per text); None: ``text`` has one row per pair."""
 
     # ----------------------------------------------------------------------- heads
 

@@ -384,33 +384,44 @@ class SemVLP(VisionLanguageModel):
         return hidden
 
     def fuse(
-        self, text: TextFeatures, image: ImageFeatures, image_index: Tensor, mode: str | None = None
+        self,
+        text: TextFeatures,
+        image: ImageFeatures,
+        image_index: Tensor,
+        mode: str | None = None,
+        text_index: Tensor | None = None,
     ) -> FusedFeatures:
-        """Pair text ``b`` with image ``image_index[b]``; ``mode``: single | two (None: single)."""
+        """Pair text ``b`` with image ``image_index[b]`` (and with ``text_index``, text
+        ``text_index[b]``); ``mode``: single | two (None: single)."""
         mode = self._resolve_mode(mode)
-        t, t_mask = text.hidden, text.mask
-        v, v_mask = image.hidden.index_select(0, image_index), image.mask.index_select(0, image_index)
+        v_mask = image.mask.index_select(0, image_index)
         if mode == "single":
+            if text_index is not None:
+                text = text.rows(text_index)
+            t, t_mask = text.hidden, text.mask
+            v = image.hidden.index_select(0, image_index)
             n_image = v.shape[1]
             joint = self.run_stack(torch.cat([v, t], dim=1), torch.cat([v_mask, t_mask], dim=1))
             v, t = joint[:, :n_image], joint[:, n_image:]
         else:
-            # Below the first cross-attention layer the image stream sees the image alone: run those
-            # layers once per image, then gather.
+            # Below the first cross-attention layer each stream sees its own input alone: run those
+            # layers once per image and once per text, then gather the pairs.
             first_cross = min((int(key) for key in self.cross_layers), default=len(self.layers))
-            v = image.hidden
-            v_bias = attention_bias(image.mask)
+            t, v = text.hidden, image.hidden
+            t_bias, v_bias = attention_bias(text.mask), attention_bias(image.mask)
             for layer in self.layers[:first_cross]:
-                v = layer(v, v_bias)
+                t, v = layer(t, t_bias), layer(v, v_bias)
+            t_mask = text.mask
+            if text_index is not None:
+                t, t_mask = t.index_select(0, text_index), t_mask.index_select(0, text_index)
             v = v.index_select(0, image_index)
             t_bias, v_bias = attention_bias(t_mask), attention_bias(v_mask)
-            for index, layer in enumerate(self.layers):
-                if index >= first_cross:
-                    if str(index) in self.cross_layers:
-                        cross = self.cross_layers[str(index)]
-                        t, v = cross(t, v, v_bias), cross(v, t, t_bias)
-                    v = layer(v, v_bias)
-                t = layer(t, t_bias)
+            for index in range(first_cross, len(self.layers)):
+                if str(index) in self.cross_layers:
+                    cross = self.cross_layers[str(index)]
+                    t, v = cross(t, v, v_bias), cross(v, t, t_bias)
+                layer = self.layers[index]
+                v, t = layer(v, v_bias), layer(t, t_bias)
         pooled = torch.cat([self.text_pooler(t, t_mask), self.image_pooler(v, v_mask)], dim=-1)
         return FusedFeatures(text=t, image=v, text_mask=t_mask, image_mask=v_mask, pooled=pooled)
 

@@ -122,14 +122,22 @@ class ViLTA(VisionLanguageModel):
         return ImageFeatures(hidden=hidden, mask=mask)
 
     def fuse(
-        self, text: TextFeatures, image: ImageFeatures, image_index: Tensor, mode: str | None = None
+        self,
+        text: TextFeatures,
+        image: ImageFeatures,
+        image_index: Tensor,
+        mode: str | None = None,
+        text_index: Tensor | None = None,
     ) -> FusedFeatures:
         """Pair text ``b`` with image ``image_index[b]`` (a gather; images are not re-encoded); ViLTA has
         one fusion mode, so ``mode`` is ignored.
 
         The first image self-attention depends on the image alone, so it runs once per image and is
-        gathered with the image states; the rest runs per pair.
+        gathered with the image states; the rest runs per pair. (The text encoder ran before, once per
+        text, so the texts are simply gathered.)
         """
+        if text_index is not None:
+            text = text.rows(text_index)
         t, t_mask = text.hidden, text.mask
         v, v_mask = image.hidden.index_select(0, image_index), image.mask.index_select(0, image_index)
         t_bias, v_bias = attention_bias(t_mask), attention_bias(v_mask)

@@ -59,17 +59,6 @@ if TYPE_CHECKING:  # vlp.train is not imported at run time: objectives do not de
     from vlp.train.schedules import ModeSchedule
 
 
-def _rows(features: TextFeatures, index: Tensor | slice) -> TextFeatures:
-    def take(tensor: Tensor | None) -> Tensor | None:
-        if tensor is None:
-            return None
-        return tensor[index] if isinstance(index, slice) else tensor.index_select(0, index)
-
-    return TextFeatures(
-        hidden=take(features.hidden), mask=take(features.mask), encoded=take(features.encoded)
-    )
-
-
 class PretrainingObjectives(nn.Module):
     """The enabled losses of ``cfg`` for ``model``'s architecture: the trainer's step module.
 
@@ -235,8 +224,8 @@ class PretrainingObjectives(nn.Module):
 
         # 2. every text, in one call: clean | synthesized | masked
         texts, spans = self._embed_texts(model, batch, use_clean_text, captions, use_masked_text)
-        clean = _rows(texts, spans["clean"]) if "clean" in spans else None
-        masked = _rows(texts, spans["masked"]) if "masked" in spans else None
+        clean = texts.rows(spans["clean"]) if "clean" in spans else None
+        masked = texts.rows(spans["masked"]) if "masked" in spans else None
 
         # the generator's own MLM on the masked captions, read off their encoding above where it can be
         if "text_mlm" in enabled or (self.synthesize and not self.training):
@@ -265,7 +254,9 @@ class PretrainingObjectives(nn.Module):
             if negatives is None:
                 negatives = NegativePairs.empty(batch.image_index.device)
             text_rows, row_images, labels, sources = pair_rows(batch.size, batch.image_index, negatives)
-            pairs = model.fuse(_rows(texts, text_rows), images, row_images, mode=mode)
+            # each distinct text once: what depends on the text alone runs once per text
+            distinct, text_index = torch.unique(text_rows, return_inverse=True)
+            pairs = model.fuse(texts.rows(distinct), images, row_images, mode=mode, text_index=text_index)
             if "itm" in enabled:
                 out.update(itm_objective(model, pairs.pooled, labels, sources, self.cfg.itm.balance_classes))
             if "qa" in enabled:

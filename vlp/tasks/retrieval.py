@@ -235,14 +235,21 @@ def itm_logits(
 ) -> Tensor:
     """The ITM match logit of each pair ``(texts[text_rows[p]], images[image_rows[p]])``, ``[P]``.
 
-    Pairs go through the fusion ``pairs_per_batch`` at a time; each distinct image of a batch is passed
-    once and gathered by index, as in training.
+    Pairs go through the fusion ``pairs_per_batch`` at a time; each distinct image and each distinct
+    text of a batch is passed once and gathered by index, as in training.
     """
     out = []
     for start in range(0, len(text_rows), pairs_per_batch):
-        t = text_rows[start : start + pairs_per_batch]
-        distinct, index = image_rows[start : start + pairs_per_batch].unique(return_inverse=True)
-        fused = backbone.fuse(texts.features(t), images.features(distinct), index, mode=mode)
+        batch = slice(start, start + pairs_per_batch)
+        image_distinct, image_index = image_rows[batch].unique(return_inverse=True)
+        text_distinct, text_index = text_rows[batch].unique(return_inverse=True)
+        fused = backbone.fuse(
+            texts.features(text_distinct),
+            images.features(image_distinct),
+            image_index,
+            mode=mode,
+            text_index=text_index,
+        )
         out.append(backbone.heads.retrieval_score(fused.pooled).float())
     return torch.cat(out) if out else torch.zeros(0)
 
