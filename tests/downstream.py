@@ -27,17 +27,31 @@ CLASSIFICATION = {
     "vqa": ("overall", 15, 5),
     "gqa": ("accuracy", 15, 5),
     "snli_ve": ("accuracy", 25, 5),
-    "nlvr2": ("accuracy", 8, 4),
+    # 5 points over the majority: more than 4 standard deviations of an accuracy on NLVR2's 1,920 dev
+    # statements (NLVR2_PAIRS_PER_IMAGE), as 8 were on the 480 of the default world.
+    "nlvr2": ("accuracy", 5, 4),
 }
-# The tasks whose margins each family reaches at this budget. Not (yet): NLVR2. Once its statements no
-# longer gave the label away (a text-only model at 50.2, was 55-56), 300 steps reach 53.5 (vilta) and
-# 49.6 (semvlp) against a majority of 50.8; see docs/decisions.md.
-ASSERTED = {"vilta": ("vqa", "gqa", "snli_ve"), "semvlp": ("vqa", "gqa", "snli_ve")}
+ASSERTED = {"vilta": ("vqa", "gqa", "snli_ve", "nlvr2"), "semvlp": ("vqa", "gqa", "snli_ve", "nlvr2")}
+# NLVR2 reads its own copy of the world, written with this many image pairs per image (the same images,
+# 7,680 train and 1,920 dev statements instead of 1,920 and 480): the default's 1,920 are learnt by heart
+# within 300 steps (docs/decisions.md, "NLVR2 with more statements and longer fine-tuning").
+NLVR2_PAIRS_PER_IMAGE = 8
 RETRIEVAL_OVER_CHANCE = 3  # R@1 in both directions at least this many times chance
 
 
 def shapes_world(root: Path) -> Path:
     write_shapes_world(SynthConfig(num_images=WORLD_IMAGES, seed=0), root)
+    return root
+
+
+def nlvr2_world(root: Path) -> Path:
+    """The test world written again with ``NLVR2_PAIRS_PER_IMAGE``; only its ``nlvr2/`` folder is read, by
+    models pre-trained on :func:`shapes_world` (whose tokenizer they carry). Written into that world, the
+    extra statements would change its tokenizer, which is trained on all its texts, and so every
+    checkpoint."""
+    write_shapes_world(
+        SynthConfig(num_images=WORLD_IMAGES, seed=0, nlvr2_pairs_per_image=NLVR2_PAIRS_PER_IMAGE), root
+    )
     return root
 
 
@@ -89,6 +103,8 @@ def with_and_without_image(
 def check_beats_baselines(world: tuple[Path, Path, str], out: Path, task: str) -> None:
     """Fine-tuned with the image, the val score beats the majority answer (or chance) and the blind run."""
     shapes, checkpoint, family = world
+    if task == "nlvr2":
+        shapes = nlvr2_world(out / "nlvr2-world")
     metric, over_baseline, over_blind = CLASSIFICATION[task]
     figures = with_and_without_image(family, checkpoint, shapes, out, task, metric)
     baseline = max(figures["majority"], TASK_FILES[task].chance or 0.0)

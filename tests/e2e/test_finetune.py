@@ -11,6 +11,7 @@ below evaluates the VQA checkpoint and zero-shot retrieval under 2 processes.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -417,6 +418,21 @@ def test_classify_and_evaluate_give_the_same_labels(shapes, arch, request, tmp_p
         predictor.answer(records[0].image_path, "what is it?")
 
 
+def test_nlvr2_head_warmup_runs_before_fine_tuning_and_not_again_on_resume(shapes, pretrained, tmp_path):
+    data = shapes / "nlvr2"
+    warmup = {"task.head_warmup_epochs": 4, "task.head_warmup_batch_size": 4}
+    request = FinetuneRequest(
+        task="nlvr2", init=str(pretrained), out=str(tmp_path / "run"), data=str(data),
+        images=str(data / "images"), overrides=tuple(tiny_finetune(2, 2, ckpt_every=1, **warmup)),
+    )  # fmt: skip
+    result = finetune(request)
+    assert result["head_warmup/last_loss"] < result["head_warmup/first_loss"]
+    assert 0 <= result["head_warmup/last_nlvr2_acc"] <= 1 and result["step"] == 2
+    (tmp_path / "run" / "final").rename(tmp_path / "first-final")
+    resumed = finetune(dataclasses.replace(request, resume=True))  # the head comes from the checkpoint
+    assert not any(name.startswith("head_warmup/") for name in resumed)
+
+
 # --------------------------------------------------------------------------- 6. retrieval
 
 
@@ -541,6 +557,12 @@ def test_command_line_errors_are_one_clear_line(shapes, pretrained, vqa_best, tm
     out = tmp_path / "scratch"
     message = fails(["finetune", "vqa", "--init", "none", "--out", out, *vqa])
     assert "--config" in message and not out.exists()
+
+    message = fails(
+        ["finetune", "retrieval", "--init", pretrained, "--out", tmp_path / "r", "--data", shapes,
+         "task.head_warmup_epochs=2"]
+    )  # fmt: skip
+    assert "task.head_warmup_epochs" in message and "retrieval" in message
 
     missing = tmp_path / "no_such_image.jpg"
     message = fails(["predict", "--checkpoint", vqa_best, "--image", missing, "--question", "what shape?"])

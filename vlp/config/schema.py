@@ -304,6 +304,11 @@ class TaskConfig:
     # split (0 = all of it).
     eval_batch_size: int = 0
     max_val_examples: int = 0
+    # Head warm-up before fine-tuning (LP-FT; vlp/tasks/head_warmup.py): the head alone trains this many
+    # epochs on the backbone's frozen features of the training items, head_warmup_batch_size items a step
+    # (0: off). Not for retrieval, which fine-tunes the model's own ITC and ITM heads.
+    head_warmup_epochs: int = 0
+    head_warmup_batch_size: int = 256
 
     def checks(self) -> list[Check]:
         return [
@@ -313,6 +318,8 @@ class TaskConfig:
             (self.rerank_itc_weight >= 0, "rerank_itc_weight", "a number >= 0"),
             (self.eval_batch_size >= 0, "eval_batch_size", "an integer >= 0 (0 = data.batch_size)"),
             (self.max_val_examples >= 0, "max_val_examples", "an integer >= 0 (0 = all)"),
+            (self.head_warmup_epochs >= 0, "head_warmup_epochs", "an integer >= 0 (0 = off)"),
+            (self.head_warmup_batch_size >= 1, "head_warmup_batch_size", INT_GE_1),
         ]
 
 

@@ -26,13 +26,14 @@ from vlp.models.checkpoint import load, read_config, save_pretrained
 from vlp.objectives import PretrainingObjectives
 from vlp.tasks import get_task, retrieval
 from vlp.tasks.base import require_images
-from vlp.tasks.data import task_loader
+from vlp.tasks.data import TaskCollator, task_loader
+from vlp.tasks.head_warmup import warm_up_head
 from vlp.tasks.model import TaskModel, TaskStep, backbone_image_size, save_task_model
 from vlp.train.distributed import init_distributed
 from vlp.train.evaluate import RetrievalEvaluator, TaskEvaluator
 from vlp.train.loop import Trainer
 from vlp.train.schedules import ModeSchedule
-from vlp.train.state import run_lock
+from vlp.train.state import find_latest, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,8 @@ def _finetune(request: FinetuneRequest) -> dict:
     )
     registry = ImageRegistry()
     common = dict(rank=dist.rank, world_size=dist.world_size, seed=config.train.seed)
-    train_loader = task_loader(
-        task, task.items(train_records, registry, train=True), tokenizer, config.data, train=True, **common
-    )
+    train_items = task.items(train_records, registry, train=True)
+    train_loader = task_loader(task, train_items, tokenizer, config.data, train=True, **common)
     val_loader = task_loader(
         task,
         task.items(val_records, registry),
@@ -140,6 +140,8 @@ def _finetune(request: FinetuneRequest) -> dict:
         **common,
     )
     evaluator = TaskEvaluator(task, val_loader, val_records, dist.device, config.train.precision)
+    resumed = request.resume and find_latest(out) is not None  # its head is in the checkpoint
+    warmup = {} if resumed else _warm_up_head(model, train_items, tokenizer, config, dist.device)
     trainer = Trainer(
         TaskStep(model),
         train_loader,
@@ -149,7 +151,7 @@ def _finetune(request: FinetuneRequest) -> dict:
         evaluator=evaluator,
         export=lambda directory: save_task_model(model, directory, tokenizer, config.data),
     )
-    result = trainer.fit(resume=request.resume)
+    result = {**warmup, **trainer.fit(resume=request.resume)}
     baselines = task.baselines(train_records, val_records)
     if dist.is_main:
         save_task_model(model, out / "final", tokenizer, config.data)
@@ -158,8 +160,24 @@ def _finetune(request: FinetuneRequest) -> dict:
     return result
 
 
+def _warm_up_head(model: TaskModel, items, tokenizer, config: Config, device: torch.device) -> dict:
+    """``task.head_warmup_epochs`` of the head alone on frozen features (nothing when 0); its figures."""
+    if not config.task.head_warmup_epochs:
+        return {}
+    return warm_up_head(
+        model.to(device), items, TaskCollator(model.task, tokenizer, config.data, train=False), config.train,
+        config.task.head_warmup_epochs, config.task.head_warmup_batch_size, device,
+        feature_batch_size=config.task.eval_batch_size or config.data.batch_size,
+    )  # fmt: skip
+
+
 def _finetune_retrieval(request, backbone, tokenizer, config: Config, out: Path, dist) -> dict:
     """ITC + ITM on the training captions (the pre-training objectives), R@k on val selects the best."""
+    if config.task.head_warmup_epochs:
+        raise ConfigError(
+            "task.head_warmup_epochs: retrieval fine-tunes the model's own ITC and ITM heads, there is no "
+            "fresh task head to warm up; set it to 0"
+        )
     root, images = Path(config.task.data), require_images(Path(config.task.images))
     train_records = retrieval.read_split(root, images, config.task.train_split, config.task.captions)
     val_records = retrieval.read_split(root, images, config.task.val_split, config.task.captions)
