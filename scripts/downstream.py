@@ -58,7 +58,7 @@ def figures_table(logs: list[str]) -> str:
                 f"{figures['text_r1']:.1f} | - | {figures['chance']:.1f} |"
             )
         else:
-            trivial = TASK_FILES[task].chance or figures["majority"]
+            trivial = max(figures["majority"], TASK_FILES[task].chance or 0.0)  # what the tests compare with
             lines.append(
                 f"| {arch} | {task} | {get_task(task).metric} | {figures['score']:.1f} | "
                 f"{figures['blind']:.1f} | {trivial:.1f} |"
