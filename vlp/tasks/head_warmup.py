@@ -52,8 +52,7 @@ def frozen_features(
                 continue
             batch = batch.to(device)
             with autocast(device, precision):
-                pooled = model.pair_representation(batch.batch)
-            features.append(pooled.float().reshape(batch.size, -1))
+                features.append(model.head_input(batch).float())
             targets.append(batch.targets)
     finally:
         model.train(was_training)

@@ -65,6 +65,10 @@ class TaskModel(nn.Module):
 
     def forward(self, batch: TaskBatch) -> Tensor:
         """Logits ``[items, classes]``."""
+        return self.head(self.head_input(batch))
+
+    def head_input(self, batch: TaskBatch) -> Tensor:
+        """What the head reads: each item's pair representations, concatenated ``[items, pairs x P]``."""
         pooled = self.pair_representation(batch.batch)
         pairs = self.task.pairs_per_item
         if pooled.shape[0] != batch.size * pairs:
@@ -72,7 +76,7 @@ class TaskModel(nn.Module):
                 f"{self.task.name}: a batch of {batch.size} items has {pooled.shape[0]} image-text rows, "
                 f"expected {pairs} per item"
             )
-        return self.head(pooled.reshape(batch.size, -1))
+        return pooled.reshape(batch.size, -1)
 
     @torch.no_grad()
     def predict(self, batch: TaskBatch, top_k: int = 5) -> list[Prediction]:
