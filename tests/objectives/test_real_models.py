@@ -1,5 +1,7 @@
 """PretrainingObjectives on tiny real ViLTA and SemVLP models (vlp.models.build_model)."""
 
+import dataclasses
+
 import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
@@ -8,6 +10,7 @@ from vlp.config import ModelConfig, ObjectivesConfig, TextEncoderConfig, VisionE
 from vlp.data.batch import Batch, VisualInput
 from vlp.models import build_model
 from vlp.models.checkpoint import save_pretrained
+from vlp.models.outputs import FusedFeatures
 from vlp.objectives import PretrainingObjectives, load_teacher
 
 V, MASK_ID, REGION_DIM, LABELS, ANSWERS = 40, 4, 6, 3, 5
@@ -183,3 +186,51 @@ def test_a_teacher_path_that_is_not_a_model_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="neither a Hugging Face"):
         load_teacher(str(tmp_path / "empty"))
+
+
+def _fuse_in_parts(model, parts):
+    """``model.fuse`` split into one call per chunk of ``parts`` rows, the outputs concatenated."""
+    fuse = model.fuse
+
+    def fuse_in_parts(text, image, image_index, mode=None, text_index=None):
+        rows = text_index if text_index is not None else torch.arange(image_index.shape[0])
+        chunks = [
+            fuse(text.rows(r), image, i, mode)
+            for r, i in zip(rows.split(parts), image_index.split(parts), strict=True)
+        ]
+        return FusedFeatures(
+            *(torch.cat([getattr(c, f.name) for c in chunks]) for f in dataclasses.fields(FusedFeatures))
+        )
+
+    return fuse_in_parts
+
+
+@pytest.mark.parametrize("arch, mode", [("vilta", None), ("semvlp", "single"), ("semvlp", "two")])
+def test_the_itm_rows_and_the_masked_pass_in_one_fuse_call_give_the_losses_of_separate_calls(arch, mode):
+    # MLM + ITM read the same images, so their pairs are one fuse call (the layers below the
+    # cross-attention run once per image): the losses and gradients equal those of smaller calls.
+    model = tiny_model(arch).eval()
+    cfg = ObjectivesConfig(weights={"mlm": 1.0, "itm": 1.0})
+    cfg.itm.random_negatives = 1
+    objectives = PretrainingObjectives(cfg, model, REPLACEABLE, mask_token_id=MASK_ID)
+    batch = make_batch()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    calls = []
+    fuse = model.fuse
+    model.fuse = lambda *args, **kwargs: calls.append(args[2].shape[0]) or fuse(*args, **kwargs)
+    results = []
+    for split in (False, True):
+        if split:
+            model.fuse = _fuse_in_parts(model, parts=batch.size)
+        torch.manual_seed(0)
+        out = objectives(batch, step=0, mode=mode)
+        grads = torch.autograd.grad(out.total, trainable, allow_unused=True)
+        results.append((out.losses, grads))
+    # merged: one call of B positives + B random negatives + B masked captions; then split in three
+    assert calls == [3 * batch.size] + [batch.size] * 3
+    (merged, merged_grads), (separate, separate_grads) = results
+    assert merged.keys() == separate.keys() == {"mlm", "itm"}
+    for name in merged:
+        assert torch.allclose(merged[name], separate[name], atol=1e-6), name
+    for a, b in zip(merged_grads, separate_grads, strict=True):
+        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-5)

@@ -45,3 +45,10 @@ class FusedFeatures:
     text_mask: Tensor  # [B, L] bool
     image_mask: Tensor  # [B, N] bool
     pooled: Tensor  # [B, P]: the pair representation the pair-level heads read
+
+    def rows(self, index: slice) -> FusedFeatures:
+        """The pairs at ``index`` (one fuse call's output shared by several objectives)."""
+        return FusedFeatures(
+            text=self.text[index], image=self.image[index], text_mask=self.text_mask[index],
+            image_mask=self.image_mask[index], pooled=self.pooled[index],
+        )  # fmt: skip

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from vlp.config import ObjectivesConfig
 from vlp.data.batch import Batch
-from vlp.models.outputs import ImageFeatures, TextFeatures
+from vlp.models.outputs import FusedFeatures, ImageFeatures, TextFeatures
 from vlp.objectives.base import LOSS_NAMES, ObjectiveOutput, eval_mode, image_groups
 from vlp.objectives.itc import ContrastiveTemperature, itc_objective
 from vlp.objectives.itm import itm_objective, pair_rows
@@ -57,6 +57,16 @@ from vlp.objectives.text_mlm import generator_objective, text_mlm_objective
 
 if TYPE_CHECKING:  # vlp.train is not imported at run time: objectives do not depend on the trainer
     from vlp.train.schedules import ModeSchedule
+
+
+def fuse_rows(
+    model: nn.Module, texts: TextFeatures, text_rows: Tensor, images: ImageFeatures, image_rows: Tensor,
+    mode: str | None,
+) -> FusedFeatures:  # fmt: skip
+    """Fuse text ``text_rows[b]`` of ``texts`` with image ``image_rows[b]``, each distinct text passed once
+    (what depends on the text alone runs once per text)."""
+    distinct, text_index = torch.unique(text_rows, return_inverse=True)
+    return model.fuse(texts.rows(distinct), images, image_rows, mode=mode, text_index=text_index)
 
 
 class PretrainingObjectives(nn.Module):
@@ -248,25 +258,35 @@ class PretrainingObjectives(nn.Module):
             itc_out, itc_logits = itc_objective(model, clean, images, batch, self.temperature)
             out.update(itc_out)
 
-        # 5. ITM rows and QA on the clean pairs
+        # 5. the fused pairs: ITM rows (and QA) on the clean pairs, and the masked pass (MLM on the masked
+        # captions, MVM on the masked images). Where both read the same images (no MVM) they are one fuse
+        # call, so that SemVLP's two-stream layers below the cross-attention run once per image, not once
+        # per pass.
+        pairs = fused = None
         if use_pairs:
             negatives = self._negatives(batch, images, itc_logits, captions) if "itm" in enabled else None
             if negatives is None:
                 negatives = NegativePairs.empty(batch.image_index.device)
             text_rows, row_images, labels, sources = pair_rows(batch.size, batch.image_index, negatives)
-            # each distinct text once: what depends on the text alone runs once per text
-            distinct, text_index = torch.unique(text_rows, return_inverse=True)
-            pairs = model.fuse(texts.rows(distinct), images, row_images, mode=mode, text_index=text_index)
+        if fused_text_masked:
+            masked_texts = spans["masked"] if masked is not None else spans["clean"]
+            pass_images = masked_images if masked_images is not None else images
+        if use_pairs and fused_text_masked and pass_images is images:
+            masked_rows = torch.arange(masked_texts.start, masked_texts.stop, device=text_rows.device)
+            image_rows = torch.cat([row_images, batch.image_index])
+            both = fuse_rows(model, texts, torch.cat([text_rows, masked_rows]), images, image_rows, mode)
+            pairs, fused = both.rows(slice(0, len(text_rows))), both.rows(slice(len(text_rows), None))
+        else:
+            if use_pairs:
+                pairs = fuse_rows(model, texts, text_rows, images, row_images, mode)
+            if fused_text_masked:
+                fused = model.fuse(texts.rows(masked_texts), pass_images, batch.image_index, mode=mode)
+        if pairs is not None:
             if "itm" in enabled:
                 out.update(itm_objective(model, pairs.pooled, labels, sources, self.cfg.itm.balance_classes))
             if "qa" in enabled:
                 out.update(qa_objective(model, pairs.pooled[: batch.size], batch))
-
-        # 6. the masked pass: MLM (masked captions), MVM (masked images)
-        if fused_text_masked:
-            text = masked if masked is not None else clean
-            pass_images = masked_images if masked_images is not None else images
-            fused = model.fuse(text, pass_images, batch.image_index, mode=mode)
+        if fused is not None:
             if "mlm" in enabled:
                 out.update(mlm_objective(model, fused, batch, self.soft_labels, step))
             if "mvm" in enabled:
