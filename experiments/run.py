@@ -10,7 +10,8 @@ objectives, both from a SemVLP text-only stage), ``pretraining-helps`` (fine-tun
 scratch, set beside the full ViLTA checkpoints of ``vilta-ablation``), ``convergence`` (the baseline and
 ViLTA pre-trained three times longer, probed and fine-tuned from the checkpoints at a quarter, half and
 all of the run: downstream scores and the claims' signals against pre-training steps), ``precision``
-(ViLTA pre-trained and fine-tuned in fp32 and in bf16 autocast). All of them share one shapes world
+(ViLTA pre-trained and fine-tuned in fp32 and in bf16 autocast), ``precision-semvlp`` (the same for
+SemVLP). All of them share one shapes world
 (``OUT/shapes``). A (variant, seed) whose ``result.json`` exists is skipped, so an interrupted run picks
 up where it stopped; ``--fresh`` runs everything again, ``--reprobe`` only the probes (on the kept
 pre-trained checkpoints), ``--redo TASKS`` only those tasks' fine-tuning where their budget changed.
@@ -105,6 +106,12 @@ EXPERIMENTS: dict[str, tuple[Variant, ...]] = {
         replace(_VILTA, name=p, overrides=(f"train.precision={p}",), task_overrides=(f"train.precision={p}",))
         for p in ("fp32", "bf16")
     ),
+    # the same question for SemVLP (iterative, as semvlp-ablation's)
+    "precision-semvlp": tuple(
+        Variant(p, "semvlp-tiny", (*_SEMVLP_OBJECTIVES, f"train.precision={p}"),
+                task_overrides=(f"train.precision={p}",))
+        for p in ("fp32", "bf16")
+    ),  # fmt: skip
 }
 # experiment -> its budget where it is not Budget(): convergence pre-trains 3x longer (ITM leaves chance
 # only after ~250 steps in the demo's run), precision keeps the ablation's; both fine-tune only the tasks
@@ -112,6 +119,7 @@ EXPERIMENTS: dict[str, tuple[Variant, ...]] = {
 BUDGETS = {
     "convergence": Budget(pretrain_steps=600, task_steps={"vqa": 300, "retrieval": 100}),
     "precision": Budget(task_steps={"vqa": 300, "retrieval": 100}),
+    "precision-semvlp": Budget(task_steps={"vqa": 300, "retrieval": 100}),
 }
 # experiment -> the points of its pre-training run (fractions of the steps) probed and fine-tuned from
 SNAPSHOTS = {"convergence": (0.25, 0.5, 1.0)}

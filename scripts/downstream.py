@@ -1,12 +1,13 @@
-"""Tabulate the figures the downstream quality tests print into the README's downstream table: the table
-is written by this script, never by hand.
+"""Tabulate the figures the downstream quality tests print into the README's downstream table and the
+margins below it: both are written by this script, never by hand.
 
     .venv/bin/pytest -rP tests/e2e/test_downstream.py > downstream.log   # or the whole suite's log
     .venv/bin/python scripts/downstream.py --figures downstream.log --readme README.md
 
 Each test prints one JSON object per task (``{"family", "task", "score", "blind", "majority"}``; retrieval
 ``{"family", "task", "image_r1", "text_r1", "chance"}``); rows come out in family order, then task
-order. With ``--readme`` the table between the README's ``downstream-table`` markers is replaced.
+order. With ``--readme`` the table between the README's ``downstream-table`` markers is replaced, and the
+list between its ``downstream-margins`` markers (each family's margin over its image-blanked run).
 (`vlp demo` runs every task itself and writes its own table.)
 """
 
@@ -66,6 +67,31 @@ def figures_table(logs: list[str]) -> str:
     return "\n".join(lines)
 
 
+FAMILY_NAMES = {"vilta": "ViLTA", "semvlp": "SemVLP"}
+TASK_NAMES = {"vqa": "VQA", "gqa": "GQA", "nlvr2": "NLVR2", "snli_ve": "SNLI-VE", "retrieval": "retrieval"}
+
+
+def margins_list(logs: list[str]) -> str:
+    """One line per task: each family's margin over its image-blanked run (points), and retrieval R@1 as
+    multiples of chance."""
+    by_task: dict[str, list[dict]] = {}
+    for figures in printed_figures(logs):
+        by_task.setdefault(figures["task"], []).append(figures)
+    lines = []
+    for task, rows in by_task.items():
+        if task == "retrieval":
+            ratios = [row[key] / row["chance"] for row in rows for key in ("image_r1", "text_r1")]
+            families = " and ".join(FAMILY_NAMES[row["family"]] for row in rows)
+            span = f"{min(ratios):.0f}-{max(ratios):.0f}x"
+            lines.append(f"- retrieval: R@1 {span} chance both ways ({families})")
+        else:
+            margins = ", ".join(
+                f"{FAMILY_NAMES[row['family']]} {row['score'] - row['blind']:+.1f}" for row in rows
+            )
+            lines.append(f"- {TASK_NAMES[task]}: {margins}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--figures", nargs="+", required=True, help="logs of the quality tests (pytest -rP)")
@@ -73,8 +99,11 @@ def main() -> None:
     args = parser.parse_args()
     text = figures_table(args.figures)
     print(text)
+    margins = margins_list(args.figures)
+    print(margins)
     if args.readme:
         replace_marked_block(args.readme, "downstream-table", text)
+        replace_marked_block(args.readme, "downstream-margins", margins)
 
 
 if __name__ == "__main__":

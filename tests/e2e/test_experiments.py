@@ -89,9 +89,9 @@ def test_precision_variants_pretrain_and_fine_tune_in_their_precision(tmp_path, 
     monkeypatch.setattr(run, "fine_tune_task", fine_tune_task)
     out = tmp_path / "runs"
     run.main(["precision", "--seeds", "0", "--variants", "bf16", "--out", str(out), *TOY])
-    # the shared text stage in the preset's precision, then the variant's pre-training and fine-tuning
+    # the shared text stage in the preset's precision (auto), then the variant's pre-training and fine-tuning
     assert seen == [
-        ("pretrain", "fp32"), ("pretrain", "bf16"),
+        ("pretrain", "auto"), ("pretrain", "bf16"),
         ("vqa", ["train.precision=bf16"]), ("retrieval", ["train.precision=bf16"]),
     ]  # fmt: skip
     assert (out / "precision" / "bf16" / "seed0" / "result.json").is_file()

@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from torch import nn
 from toy_trainer import Temperature, ToyLoader, ToyModel, ToyObjective, ToyTeacher, make_cfg, make_trainer
 from two_processes import run_two_processes
 
-from vlp.config import ModeScheduleConfig, TrainConfig
+from vlp.config import ConfigError, ModeScheduleConfig, TrainConfig
 from vlp.train import ModeSchedule, NonFiniteLossError, Trainer, find_latest
 from vlp.train.metrics_log import read_metrics
 from vlp.train.state import list_checkpoints, load_tensors, read_meta
@@ -167,6 +168,34 @@ def test_bf16_autocast_runs_with_fp32_master_weights(tmp_path):
     assert dtypes and all(dtype == torch.bfloat16 for dtype in dtypes)
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
     assert math.isfinite(final["train/total"])
+
+
+@pytest.mark.parametrize(("native", "expected"), [("1", "bf16"), ("0", "fp32")])
+def test_auto_precision_is_bf16_where_native_and_fp32_elsewhere(tmp_path, monkeypatch, native, expected):
+    monkeypatch.setenv("VLP_NATIVE_BF16", native)
+    trainer = make_trainer(tmp_path, make_cfg(max_steps=2, precision="auto", val_every=0))
+    trainer.fit()
+    assert trainer.precision == expected
+    dtype = torch.bfloat16 if expected == "bf16" else torch.float32
+    assert trainer.step_module.dtypes and set(trainer.step_module.dtypes) == {dtype}
+
+
+def test_a_resume_where_auto_means_another_precision_warns_how_to_keep_it(tmp_path, monkeypatch, caplog):
+    cfg = make_cfg(max_steps=2, ckpt_every=2, precision="auto", val_every=0)
+    make_trainer(tmp_path, cfg).fit()
+    monkeypatch.setenv("VLP_NATIVE_BF16", "1")
+    resumed = make_trainer(tmp_path, replace(cfg, max_steps=3))
+    with caplog.at_level("WARNING", logger="vlp.train.loop"):
+        resumed.fit(resume=True)
+    assert "auto means bf16 on this machine, but the checkpoint trained in fp32" in caplog.text
+    assert "VLP_NATIVE_BF16=0 keeps fp32" in caplog.text
+    assert resumed.step_module.dtypes[-1] == torch.bfloat16
+
+
+def test_a_bad_native_bf16_override_is_a_config_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLP_NATIVE_BF16", "yes")
+    with pytest.raises(ConfigError, match="train.precision=auto: VLP_NATIVE_BF16='yes': expected 1"):
+        make_trainer(tmp_path, make_cfg(max_steps=2, precision="auto", val_every=0))
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):

@@ -1,6 +1,7 @@
 """The attention a step runs (vlp.models.layers.attend, and the Hugging Face encoders'
 ``attn_implementation="vlp"``): written out for bf16 / fp16 on the CPU, SDPA elsewhere; the written-out
-form equals SDPA in fp32 and changes no loss beyond bf16 rounding."""
+form equals SDPA in fp32 and changes no loss beyond bf16 rounding. And what ``train.precision=auto``
+resolves to."""
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from vlp.config import ModelConfig, TextEncoderConfig, VisionEncoderConfig
 from vlp.data.batch import Batch, VisualInput
 from vlp.models import build_model, hf_attention, layers
-from vlp.train.precision import autocast
+from vlp.train.precision import NATIVE_BF16_ENV, autocast, resolve_precision
 
 CPU = torch.device("cpu")
 
@@ -103,3 +104,25 @@ def test_written_out_attention_gives_the_math_kernels_loss_and_gradients_within_
         torch.testing.assert_close(loss, fp32_loss, atol=2e-2, rtol=2e-2)
         for got, want in zip(grads, math_grads, strict=True):
             torch.testing.assert_close(got, want, atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize(("amx", "avx512_bf16"), [(False, False), (True, False), (False, True)])
+def test_auto_is_bf16_on_a_cpu_with_amx_or_avx512_bf16_and_fp32_without(monkeypatch, amx, avx512_bf16):
+    monkeypatch.delenv(NATIVE_BF16_ENV)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert resolve_precision("auto", CPU) == ("bf16" if amx or avx512_bf16 else "fp32")
+    assert [resolve_precision(name, CPU) for name in ("fp32", "bf16")] == ["fp32", "bf16"]
+    with autocast(CPU, "auto"):
+        assert torch.is_autocast_enabled("cpu") == (amx or avx512_bf16)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_the_environment_overrides_the_detection_and_a_bad_value_is_an_error_naming_it(monkeypatch, native):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setenv(NATIVE_BF16_ENV, "0" if native else "1")
+    assert resolve_precision("auto", CPU) == ("fp32" if native else "bf16")
+    monkeypatch.setenv(NATIVE_BF16_ENV, "true")
+    with pytest.raises(ValueError, match="VLP_NATIVE_BF16='true': expected 1"):
+        resolve_precision("auto", CPU)

@@ -325,7 +325,7 @@ class TaskConfig:
 
 # --------------------------------------------------------------------------- training
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 LR_COMPONENTS = ("encoders", "fusion", "heads")
 
 
@@ -343,7 +343,7 @@ class TrainConfig:
     warmup_steps: int = 20
     grad_accum: int = 1
     clip_norm: float = 1.0  # 0 = off
-    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU and GPU)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA) | auto (bf16 where native: vlp.train.precision)
     fsdp: bool = False
     log_every: int = 10
     val_every: int = 100  # 0 = off

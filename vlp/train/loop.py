@@ -57,7 +57,7 @@ from vlp.train.distributed import (
 )
 from vlp.train.metrics_log import MetricsLogger, Progress
 from vlp.train.optim import build_optimizer, build_scheduler, extra_parameters
-from vlp.train.precision import autocast
+from vlp.train.precision import NATIVE_BF16_ENV, autocast, resolve_precision
 from vlp.train.resume import apply_learning_rates, check_resume_config, load_model_state
 from vlp.train.rng import isolated_rng, rng_state, seed_all, set_rng_state
 from vlp.train.schedules import warmup_linear_decay
@@ -129,7 +129,13 @@ class Trainer:
         self.config_dict = config_dict
         self.dist: DistInfo = init_distributed()
         device = self.dist.device
-        if cfg.precision == "fp16" and device.type != "cuda":
+        try:
+            self.precision = resolve_precision(cfg.precision, device)  # "auto" -> bf16 | fp32 here
+        except ValueError as err:
+            raise ConfigError(f"train.precision={cfg.precision}: {err}") from None
+        if cfg.precision == "auto":
+            log.info("train.precision auto: %s on %s", self.precision, device)
+        if self.precision == "fp16" and device.type != "cuda":
             raise ConfigError("train.precision: fp16 needs a CUDA device; use bf16 on the CPU")
         self.device = device
         self.step_module = step_module.to(device)
@@ -152,7 +158,7 @@ class Trainer:
         self.extra_params: dict[str, nn.Parameter] = extra_parameters(self.step_module)
         self.optimizer = build_optimizer(self.step_module, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.step = 0
         self.epoch = 0
@@ -210,6 +216,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "last_metrics": dict(self.last_metrics),
             "best": self.best,
+            "precision": self.precision,  # what train.precision meant here (auto: bf16 or fp32)
         }
         rank_state = {
             "rng": rng_state(),
@@ -292,6 +299,14 @@ class Trainer:
         self.epoch = int(trainer_state["epoch"])
         self.last_metrics = dict(trainer_state.get("last_metrics") or {})
         self.best = trainer_state.get("best")
+        saved_precision = trainer_state.get("precision", self.precision)
+        if saved_precision != self.precision:
+            keep = f"{NATIVE_BF16_ENV}={int(saved_precision == 'bf16')}"
+            log.warning(
+                "resume: train.precision %s means %s on this machine, but the checkpoint trained in %s: the "
+                "steps from here run in %s (%s keeps %s)",
+                self.cfg.precision, self.precision, saved_precision, self.precision, keep, saved_precision,
+            )  # fmt: skip
         self.train_loader.set_epoch(self.epoch)
         self.train_loader.load_state_dict(rank_state["loader"])
         self._iter = None
@@ -312,7 +327,7 @@ class Trainer:
             last = micro == cfg.grad_accum - 1
             no_sync = isinstance(self.wrapped, DistributedDataParallel) and not last
             with self.wrapped.no_sync() if no_sync else contextlib.nullcontext():
-                with autocast(self.device, self.cfg.precision):
+                with autocast(self.device, self.precision):
                     out = self._checked(self.wrapped(batch, self.step))
                 scaled = out.total / cfg.grad_accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
@@ -412,7 +427,7 @@ class Trainer:
             step=self.step,
             seed=self.cfg.seed + _VAL_SEED_OFFSET + self.dist.rank,
             device=self.device,
-            precision=self.cfg.precision,
+            precision=self.precision,
             world_size=self.dist.world_size,
             checked=self._checked,
         )
@@ -483,7 +498,9 @@ class Trainer:
         logger = MetricsLogger(
             self.out_dir, enabled=self.dist.is_main, resume_step=self.step if latest else None
         )
-        progress = Progress(cfg.max_steps, initial=self.step, enabled=cfg.progress and self.dist.is_main)
+        progress = Progress(
+            cfg.max_steps, initial=self.step, enabled=cfg.progress and self.dist.is_main, desc=self.precision
+        )
         saved_at = self.step if latest is not None else -1
         validated_at = self.step if latest is not None else -1
         self.step_module.train()

@@ -158,10 +158,18 @@ def _short(value: float) -> str:
 
 
 class Progress:
-    """A tqdm bar over optimizer steps with the latest losses and samples/s (tqdm adds the ETA)."""
+    """A tqdm bar over optimizer steps with the latest losses and samples/s (tqdm adds the ETA); ``desc``
+    leads the line (the trainer's: the precision the steps run in)."""
 
-    def __init__(self, total: int, initial: int = 0, enabled: bool = True) -> None:
-        self._bar = tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
+    def __init__(self, total: int, initial: int = 0, enabled: bool = True, desc: str = "") -> None:
+        self._bar = tqdm(
+            total=total,
+            initial=initial,
+            desc=desc or None,
+            disable=not enabled,
+            unit="step",
+            dynamic_ncols=True,
+        )
 
     def update(self, steps: int, losses: dict[str, float], samples_per_s: float | None = None) -> None:
         postfix = {name: _short(value) for name, value in losses.items()}
