@@ -3,19 +3,18 @@ fine-tune it on the downstream tasks, and write one ``result.json`` per (variant
 
     .venv/bin/python -m experiments.run vilta-ablation [--seeds 0,1,2] [--out runs/experiments]
 
-Experiments: ``vilta-ablation`` (baseline MLM + ITM with random and ITC-hard negatives, + soft labels,
-+ synthesized negatives, both; all four start from the same text-only stage per seed),
-``semvlp-ablation`` (single-only, two-only, iterative), ``cross`` (SemVLP with and without ViLTA's two
-objectives, both from a SemVLP text-only stage), ``pretraining-helps`` (fine-tuning vilta-tiny from
-scratch, set beside the full ViLTA checkpoints of ``vilta-ablation``), ``convergence`` (the baseline and
-ViLTA pre-trained three times longer, probed and fine-tuned from the checkpoints at a quarter, half and
-all of the run: downstream scores and the claims' signals against pre-training steps), ``precision``
-(ViLTA pre-trained and fine-tuned in fp32 and in bf16 autocast), ``precision-semvlp`` (the same for
-SemVLP). All of them share one shapes world
-(``OUT/shapes``). A (variant, seed) whose ``result.json`` exists is skipped, so an interrupted run picks
-up where it stopped; ``--fresh`` runs everything again, ``--reprobe`` only the probes (on the kept
-pre-trained checkpoints), ``--redo TASKS`` only those tasks' fine-tuning where their budget changed.
-``python -m experiments.report`` turns the results into docs/results.md.
+Experiments: ``vilta-ablation`` (baseline MLM + ITM with random and ITC-hard negatives, + soft labels, +
+synthesized negatives, both; all four start from the same text-only stage per seed), ``semvlp-ablation``
+(single-only, two-only, iterative), ``cross`` (SemVLP with and without ViLTA's two objectives, both from a
+SemVLP text-only stage), ``pretraining-helps`` (fine-tuning vilta-tiny from scratch, set beside the full
+ViLTA checkpoints of ``vilta-ablation``), ``convergence`` (the baseline and ViLTA pre-trained three times
+longer, probed and fine-tuned from the checkpoints at a quarter, half and all of the run: downstream
+scores and the claims' signals against pre-training steps), ``precision`` (ViLTA pre-trained and
+fine-tuned in fp32 and in bf16 autocast), ``precision-semvlp`` (the same for SemVLP). All of them share
+one shapes world (``OUT/shapes``). A (variant, seed) whose ``result.json`` exists is skipped, so an
+interrupted run picks up where it stopped; ``--fresh`` runs everything again, ``--reprobe`` only the
+probes (on the kept pre-trained checkpoints), ``--redo TASKS`` only those tasks' fine-tuning where their
+budget changed. ``python -m experiments.report`` turns the results into docs/results.md.
 """
 
 from __future__ import annotations
